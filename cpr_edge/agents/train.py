@@ -1,0 +1,149 @@
+"""The TD-MPC training loop: one plan and one update per agent step (after seeding)."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cpr_edge.agents.checkpoint import Checkpoint, save_checkpoint
+from cpr_edge.agents.config import make_config
+from cpr_edge.agents.evaluate import evaluate, summary
+from cpr_edge.agents.replay import ReplayBuffer
+from cpr_edge.agents.tdmpc import TDMPC, UpdateHook
+from cpr_edge.agents.told import Arch
+from cpr_edge.envs import make_env
+
+
+@dataclass
+class TrainConfig:
+    """One training run."""
+
+    task: str = "cartpole-swingup"
+    """dm_control task name."""
+    preset: str = "small"
+    """Architecture preset: ``small`` or ``paper``."""
+    steps: int = 60_000
+    """Environment steps (action repeat included)."""
+    seed: int = 1
+    """Seed of torch, numpy and the environment."""
+    eval_freq: int = 10_000
+    """Evaluate every this many env steps (0: only at the end)."""
+    eval_episodes: int = 5
+    """Episodes per periodic evaluation and mode."""
+    eval_mpc: bool = True
+    """Also evaluate with MPC planning (slower) periodically."""
+    replay_sample: int = 10_000
+    """Transitions kept in the checkpoint; topped up with rollouts of the final agent."""
+    threads: int = 1
+    """torch threads (more than one slows down under CPU contention)."""
+    out: str = "checkpoint.pt"
+    """Checkpoint path (written atomically at each evaluation and at the end)."""
+
+
+def collect_rollouts(agent: TDMPC, task: str, episodes: int, seed: int, noise: float = 0.1):
+    """Episodes of the policy prior with Gaussian exploration noise, as replay arrays."""
+    obs_l, act_l, rew_l = [], [], []
+    rng = np.random.default_rng(seed)
+    for ep in range(episodes):
+        env = make_env(task, seed + ep)
+        obs, done = env.reset(), False
+        o, a, r = [obs], [], []
+        while not done:
+            act = np.clip(agent.policy_action(obs) + noise * rng.standard_normal(agent.arch.act_dim), -1, 1)
+            obs, rew, done = env.step(act)
+            o.append(obs), a.append(act), r.append(rew)
+        obs_l.append(np.stack(o)), act_l.append(np.stack(a)), rew_l.append(np.asarray(r))
+    return {"obs": np.stack(obs_l).astype(np.float32), "action": np.stack(act_l).astype(np.float32),
+            "reward": np.stack(rew_l).astype(np.float32)}
+
+
+def replay_sample(agent: TDMPC, buffer: ReplayBuffer, task: str, n: int, seed: int) -> dict:
+    """The newest ``n`` buffer transitions, topped up with fresh policy rollouts if short."""
+    data = buffer.transitions(limit=n)
+    have = data["obs"].shape[0] * buffer.T
+    if have < n:
+        extra = collect_rollouts(agent, task, -(-(n - have) // buffer.T), seed=seed + 50_000)
+        data = {k: np.concatenate([data[k], extra[k]]) for k in data}
+    return data
+
+
+def train(tc: TrainConfig, hooks: list[UpdateHook] | None = None,
+          extra_sections: Callable[[], dict] | None = None,
+          log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Checkpoint:
+    """Train, evaluate periodically, and write the checkpoint; ``extra_sections()`` adds
+    optional checkpoint sections (such as the importance trace) at each write."""
+    torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed)
+    np.random.seed(tc.seed)
+    cfg = make_config(tc.preset)
+    env = make_env(tc.task, tc.seed)
+    spec = env.spec
+    arch = Arch.from_config(cfg, spec.obs_dim, spec.act_dim)
+    agent = TDMPC(cfg, arch, seed=tc.seed)
+    agent.hooks.extend(hooks or [])
+    T = spec.episode_length
+    buffer = ReplayBuffer(spec.obs_dim, spec.act_dim, T, capacity_episodes=tc.steps // (T * spec.action_repeat) + 2,
+                          horizon=cfg.horizon, alpha=cfg.per_alpha, beta=cfg.per_beta, seed=tc.seed)
+    history: list[dict] = []
+    ck = Checkpoint(agent, tc.task, tc.preset, spec.to_dict(), {"kind": "none"}, {}, {})
+
+    def do_eval(step: int, final: bool = False):
+        row = {"env_steps": step, "wall_s": round(time.time() - t_start, 1),
+               "policy": summary(evaluate(agent, tc.task, tc.eval_episodes, "policy", tc.seed))["mean"]}
+        if tc.eval_mpc or final:
+            row["mpc"] = summary(evaluate(agent, tc.task, tc.eval_episodes, "mpc", tc.seed))["mean"]
+        history.append(row)
+        log(f"eval @ {step} env steps: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "env_steps"))
+
+    def write(step: int, final: bool):
+        ck.replay = (replay_sample(agent, buffer, tc.task, tc.replay_sample, tc.seed) if final
+                     else buffer.transitions(limit=tc.replay_sample))
+        ck.training = {"env_steps": step, "seed": tc.seed, "updates": agent.n_updates,
+                       "wall_s": round(time.time() - t_start, 1), "evals": history}
+        if extra_sections:
+            ck.extra = extra_sections()
+        save_checkpoint(ck, tc.out)
+
+    t_start = time.time()
+    step, next_eval, seeded = 0, tc.eval_freq, False
+    bar = tqdm(total=tc.steps, unit="env-step", file=sys.stderr, dynamic_ncols=True)
+    ep = 0
+    while step < tc.steps:
+        obs = env.reset()
+        o, a_l, r_l = [obs], [], []
+        for t in range(T):
+            if step < cfg.seed_steps:
+                a = np.random.uniform(-1, 1, spec.act_dim).astype(np.float32)
+            else:
+                a = agent.plan(obs, step, eval_mode=False, t0=(t == 0),
+                               iterations=cfg.train_iterations, num_samples=cfg.train_num_samples)
+            obs, r, done = env.step(a)
+            o.append(obs), a_l.append(a), r_l.append(r)
+            step += spec.action_repeat
+            bar.update(spec.action_repeat)
+            if step >= cfg.seed_steps and buffer.n_episodes > 0:
+                n = 1 if seeded else cfg.seed_steps // spec.action_repeat
+                seeded = True
+                for _ in range(n):
+                    batch = buffer.sample(cfg.batch_size)
+                    info = agent.update(batch, step)
+                    buffer.update_priorities(batch[4], info["priority"])
+            if done:
+                break
+        buffer.add(np.stack(o), np.stack(a_l), np.asarray(r_l))
+        ep += 1
+        bar.set_postfix(episode_return=f"{sum(r_l):.0f}")
+        if tc.eval_freq and step >= next_eval and step < tc.steps:
+            next_eval += tc.eval_freq
+            do_eval(step)
+            write(step, final=False)
+    bar.close()
+    do_eval(step, final=True)
+    write(step, final=True)
+    return ck
