@@ -19,7 +19,7 @@ STAGES = [
     "cpr_edge.agents.commands",
     "cpr_edge.pruning.commands",
     "cpr_edge.export.commands",
-    "cpr_edge.codegen.commands",
+    "cpr_edge.build.commands",
     "cpr_edge.hil.commands",
     "cpr_edge.report.commands",
     "cpr_edge.pipeline",

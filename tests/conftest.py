@@ -1,0 +1,64 @@
+"""Shared fixtures: small real checkpoints built on the fly (no network, no mocks)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("MUJOCO_GL", "disable")
+torch.set_num_threads(1)
+
+
+def build_checkpoint(path, task="cartpole-swingup", preset="small", episodes=2, seed=0,
+                     activation="elu", **arch_overrides):
+    """An untrained (paper-initialised, then perturbed) agent with a replay sample of real
+    random-action episodes of ``task``. Small enough to build in a second or two."""
+    from cpr_edge.agents.checkpoint import Checkpoint, save_checkpoint
+    from cpr_edge.agents.config import make_config
+    from cpr_edge.agents.tdmpc import TDMPC
+    from cpr_edge.agents.told import Arch
+    from cpr_edge.envs import make_env
+
+    cfg = make_config(preset)
+    env = make_env(task, seed)
+    arch = Arch.from_config(cfg, env.spec.obs_dim, env.spec.act_dim)
+    arch.activation = activation
+    for k, v in arch_overrides.items():
+        setattr(arch, k, v)
+    agent = TDMPC(cfg, arch, seed=seed)
+    with torch.no_grad():  # zero-initialised heads would make every output constant
+        for p in agent.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        agent.target.load_state_dict(agent.model.state_dict())
+    rng = np.random.default_rng(seed)
+    obs_l, act_l, rew_l = [], [], []
+    for ep in range(episodes):
+        env = make_env(task, seed + ep)
+        o, done = env.reset(), False
+        os_, as_, rs = [o], [], []
+        while not done:
+            a = rng.uniform(-1, 1, env.spec.act_dim).astype(np.float32)
+            o, r, done = env.step(a)
+            os_.append(o), as_.append(a), rs.append(r)
+        obs_l.append(np.stack(os_)), act_l.append(np.stack(as_)), rew_l.append(np.asarray(rs, np.float32))
+    replay = {"obs": np.stack(obs_l), "action": np.stack(act_l), "reward": np.stack(rew_l)}
+    ck = Checkpoint(agent, task, preset, env.spec.to_dict(), {"kind": "none"}, replay,
+                    {"env_steps": 0, "seed": seed, "updates": 0, "wall_s": 0.0, "evals": []})
+    save_checkpoint(ck, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """Path of an untrained cartpole ``small`` checkpoint with 2 real replay episodes."""
+    return build_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def shipped_cartpole_small():
+    """Path of the shipped, trained cartpole-swingup ``small`` checkpoint."""
+    from cpr_edge.agents.checkpoint import shipped_checkpoint_path
+
+    return shipped_checkpoint_path("cartpole-swingup", "small")
