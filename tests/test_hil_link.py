@@ -1,0 +1,195 @@
+"""Host side of the HIL link: CRC, framing, resync, sequence checks, bounded timeouts.
+
+The peer is a protocol-conformant board written here (a TCP server speaking docs/protocol.md)
+that can misbehave on purpose; the link under test opens it through pyserial ``socket://``.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from cpr_edge.hil.link import (BENCH, ERROR, HELLO, INFER, STATS, FrameParser, Link, LinkError, crc16,
+                               dequantize_output, encode_frame, parse_hello, quantize_input)
+
+
+def hello_payload(n_in=5, n_out=1, sha=b"\x11" * 32, board=b"test-board", fw=b"fw-1"):
+    return (struct.pack("<BBHHIfifi", 1, 1, n_in, n_out, 25_000_000, 0.05, 3, 1 / 127, 0) + sha
+            + bytes([len(board)]) + board + bytes([len(fw)]) + fw)
+
+
+class Peer:
+    """A board on a TCP port. ``script`` maps a request number to a misbehaviour."""
+
+    def __init__(self, script=None):
+        self.script = script or {}
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(1)
+        self.port = self.srv.getsockname()[1]
+        self.requests = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def reply(self, f):
+        if f.type == HELLO:
+            return encode_frame(0x81, f.seq, hello_payload())
+        if f.type == INFER:
+            obs = np.frombuffer(f.payload, "<f4")
+            return encode_frame(0x82, f.seq, struct.pack("<fI", float(obs.sum()), 1234))
+        if f.type == STATS:
+            return encode_frame(0x84, f.seq, struct.pack("<8I", *range(8)))
+        if f.type == BENCH:
+            return encode_frame(0x83, f.seq, struct.pack("<IIIQ", 10, 5, 9, 70))
+        return encode_frame(ERROR, f.seq, bytes([3, f.type]))
+
+    def run(self):
+        conn, _ = self.srv.accept()
+        parser = FrameParser()
+        with conn:
+            while True:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                for f in parser.feed(data):
+                    n = len(self.requests)
+                    self.requests.append(f)
+                    good = self.reply(f)
+                    action = self.script.get(n, "ok")
+                    if action == "ok":
+                        conn.sendall(good)
+                    elif action == "garbage":
+                        conn.sendall(b"\x00\xa5\xff\xa5\x01\x02" + good)
+                    elif action == "wrong_seq":
+                        bad = bytearray(good)
+                        bad[2] ^= 0x40
+                        bad[-2:] = struct.pack("<H", crc16(bytes(bad[:-2])))
+                        conn.sendall(bytes(bad))
+                    elif action == "bad_crc":
+                        conn.sendall(good[:-1] + bytes([good[-1] ^ 1]))
+                    elif action == "short":
+                        conn.sendall(encode_frame(good[1], f.seq, b"\x00\x00"))
+                    elif action == "bad_value":
+                        conn.sendall(encode_frame(ERROR, f.seq, bytes([4, f.type])))
+                    elif action == "nan":
+                        conn.sendall(encode_frame(0x82, f.seq, struct.pack("<fI", float("nan"), 1)))
+                    elif action == "close":
+                        return
+                    # "silent": no answer
+
+
+def open_link(peer, **kw):
+    link = Link.open(f"socket://127.0.0.1:{peer.port}", timeout=0.2, retries=2, **kw)
+    link.hello()
+    return link
+
+
+def test_crc_check_value():
+    assert crc16(b"123456789") == 0x29B1
+    assert crc16(b"") == 0xFFFF
+
+
+def test_frame_round_trip_and_resync_after_garbage():
+    frame = encode_frame(INFER, 7, b"\x01\x02\x03")
+    assert frame[:5] == bytes([0xA5, INFER, 7, 3, 0])
+    p = FrameParser()
+    # garbage with a false sync, an oversized header, a frame with a bad CRC, then good frames
+    corrupt = bytearray(encode_frame(HELLO, 1)); corrupt[-1] ^= 0xFF
+    stream = b"\x13\xa5\x01" + bytes([0xA5, 1, 2, 0xFF, 0xFF]) + bytes(corrupt) + frame + frame
+    frames = []
+    for i in range(0, len(stream), 3):  # arrives in small pieces
+        frames += p.feed(stream[i:i + 3], now=0.0)
+    assert [(f.type, f.seq, f.payload) for f in frames] == [(INFER, 7, b"\x01\x02\x03")] * 2
+    assert p.counters.crc_errors >= 1 and p.counters.bad_length >= 1
+
+
+def test_bad_crc_resumes_after_the_failed_sync():
+    """A valid frame hidden inside a frame whose CRC fails is still found."""
+    inner = encode_frame(STATS, 9)
+    outer = bytes([0xA5, INFER, 1, len(inner), 0]) + inner + b"\x00\x00"
+    frames = FrameParser().feed(outer, now=0.0)
+    assert [(f.type, f.seq) for f in frames] == [(STATS, 9)]
+
+
+def test_stalled_frame_is_abandoned_after_50ms():
+    p = FrameParser()
+    frame = encode_frame(HELLO, 3, b"abc")
+    assert p.feed(frame[:6], now=0.0) == []
+    assert p.feed(frame[6:], now=0.01) != []  # 10 ms gap: same frame
+    assert p.feed(frame[:6], now=1.0) == []
+    assert p.feed(frame[6:], now=1.2) == []  # 200 ms gap: abandoned, rest is garbage
+    assert p.counters.stalls == 1
+    assert len(p.feed(frame, now=1.3)) == 1
+
+
+def test_hello_parse_rejects_inconsistent_lengths():
+    good = hello_payload()
+    h = parse_hello(good)
+    assert (h.input_len, h.output_len, h.board_id, h.fw_version, h.counter_unit) == (5, 1, "test-board", "fw-1", "instructions")
+    assert parse_hello(good + b"\x00") is None
+    assert parse_hello(good[:-1]) is None
+
+
+def test_link_request_reply_and_retries_through_misbehaviour():
+    peer = Peer({1: "garbage", 2: "wrong_seq", 4: "bad_crc", 6: "short", 8: "silent"})
+    link = open_link(peer)
+    obs = np.arange(5, dtype=np.float32)
+    results = [link.infer(obs) for _ in range(4)]
+    for a, ticks in results:
+        assert a.tolist() == [10.0] and ticks == 1234
+    assert link.stats()["infers"] == 7  # after one silent attempt
+    c = link.counters
+    assert c.retries == 4 and c.timeouts == 4 and c.discarded_replies == 2
+    # every retry carried a fresh sequence number
+    seqs = [f.seq for f in peer.requests]
+    assert len(set(seqs)) == len(seqs)
+    assert link.bench(10)["max"] == 9
+    link.close()
+
+
+def test_link_gives_up_within_bound():
+    peer = Peer({i: "silent" for i in range(1, 10)})
+    link = open_link(peer)
+    t0 = time.monotonic()
+    with pytest.raises(LinkError, match="no verified reply after 3 attempts"):
+        link.infer(np.zeros(5, np.float32))
+    assert time.monotonic() - t0 < 3 * 0.2 + 0.5
+    link.close()
+
+
+def test_board_errors_and_unverifiable_actions_raise():
+    peer = Peer({1: "bad_value", 2: "nan"})
+    link = open_link(peer)
+    with pytest.raises(LinkError, match="BAD_VALUE"):
+        link.infer(np.zeros(5, np.float32))
+    with pytest.raises(LinkError, match="non-finite"):
+        link.infer(np.zeros(5, np.float32))
+    with pytest.raises(LinkError, match="takes 5"):
+        link.infer(np.zeros(4, np.float32))
+    link.close()
+
+
+def test_infer_needs_hello_and_lost_peer_is_reported():
+    peer = Peer({1: "close"})
+    link = Link.open(f"socket://127.0.0.1:{peer.port}", timeout=0.2, retries=1)
+    with pytest.raises(LinkError, match="before HELLO"):
+        link.infer(np.zeros(5, np.float32))
+    link.hello()
+    with pytest.raises(LinkError, match="link lost"):
+        link.infer(np.zeros(5, np.float32))
+    link.close()
+    peer.srv.close()
+    with pytest.raises(LinkError, match="cannot open"):
+        Link.open(f"socket://127.0.0.1:{peer.port}")
+
+
+def test_quantisation_matches_protocol():
+    x = np.array([0.025, -0.025, 0.075, 1e9, -1e9, 0.0], np.float32)
+    q = quantize_input(x, 0.05, 3)
+    # 0.5 -> 1 and -0.5 -> -1 (half away from zero), 1.5 -> 2, saturation at the int8 range
+    assert q.tolist() == [4, 2, 5, 127, -128, 3]
+    assert dequantize_output(np.array([-128, 0, 127], np.int8), 0.5, -1).tolist() == [-63.5, 0.5, 64.0]
