@@ -1,0 +1,12 @@
+/* DEQUANTIZE int8 -> float32, TFLM reference: scale * (q - zero_point), rounded once. */
+#include "cpr_runtime.h"
+
+void cpr_dequantize_s8_f32(const int8_t *input, int32_t n, float scale, int32_t zero_point,
+                           float *output)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        /* TFLM multiplies in double and rounds to float; the exact product of a float and
+         * a 9-bit integer fits a double, so one float multiply rounds identically. */
+        output[i] = scale * (float)(input[i] - zero_point);
+    }
+}

@@ -1,0 +1,18 @@
+/* MUL int8 with broadcasting, TFLM reference integer semantics. */
+#include "cpr_runtime.h"
+#include "broadcast.h"
+
+void cpr_mul_s8(const cpr_arith_params *p, const cpr_broadcast *b, const int8_t *in1,
+                const int8_t *in2, int8_t *out)
+{
+    const int32_t n = cpr_broadcast_count(b);
+    for (int32_t i = 0; i < n; ++i) {
+        int32_t o1, o2;
+        cpr_broadcast_offsets(b, i, &o1, &o2);
+        const int32_t prod = (in1[o1] + p->input1_offset) * (in2[o2] + p->input2_offset);
+        const int32_t raw = cpr_multiply_by_quantized_multiplier(prod, p->output_multiplier,
+                                                                 p->output_shift) +
+                            p->output_offset;
+        out[i] = cpr_clamp_s8(raw, p->act_min, p->act_max);
+    }
+}
