@@ -5,8 +5,6 @@ Loaded only with ``weights_only=True``; modules are rebuilt from the saved layer
 from __future__ import annotations
 
 import dataclasses
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -81,14 +79,19 @@ def save_checkpoint(ck: Checkpoint, path: str | Path) -> Path:
     return path
 
 
+def _brief(e: Exception) -> str:
+    first = (str(e).strip().splitlines() or [""])[0][:160]
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CprError(f"checkpoint not found: {path}")
     try:
         d = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as e:
-        raise CprError(f"not a readable checkpoint: {path} ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+    except Exception as e:  # torch raises many kinds for a damaged or foreign file
+        raise CprError(f"not a readable checkpoint: {path} ({_brief(e)})")
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise CprError(f"not a cpr-edge checkpoint: {path} (no '{FORMAT}' format tag)")
     if d.get("version") != VERSION:
@@ -102,7 +105,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         agent.make_optimizers()
         replay = {k: v.numpy() for k, v in d["replay"].items()}
     except (KeyError, TypeError, RuntimeError) as e:
-        raise CprError(f"damaged checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
+        raise CprError(f"damaged checkpoint {path}: {_brief(e)}")
     known = {"format", "version", "task", "preset", "config", "arch", "spec", "normalization",
              "model", "target", "replay", "training"}
     extra = {k: v for k, v in d.items() if k not in known}

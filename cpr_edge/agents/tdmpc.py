@@ -177,7 +177,7 @@ class TDMPC:
             actions = (mean[:, None] + std[:, None] * torch.randn(horizon, num_samples, A)).clamp(-1, 1)
             actions = torch.cat([actions, pi_actions], dim=1)
             value = self.estimate_value(z, actions, horizon).nan_to_num_(0.0)
-            elite_idx = torch.topk(value.squeeze(1), cfg.num_elites, dim=0).indices
+            elite_idx = torch.topk(value.squeeze(1), min(cfg.num_elites, value.shape[0]), dim=0).indices
             elite_value, elite_actions = value[elite_idx], actions[:, elite_idx]
             score = torch.exp(cfg.temperature * (elite_value - elite_value.max(0)[0]))
             score /= score.sum(0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -44,6 +44,8 @@ class TrainConfig:
     """torch threads (more than one slows down under CPU contention)."""
     out: str = "checkpoint.pt"
     """Checkpoint path (written atomically at each evaluation and at the end)."""
+    config_overrides: dict = field(default_factory=dict)
+    """TDMPCConfig fields to change from the preset (quick runs and tests)."""
 
 
 def collect_rollouts(agent: TDMPC, task: str, episodes: int, seed: int, noise: float = 0.1):
@@ -81,7 +83,7 @@ def train(tc: TrainConfig, hooks: list[UpdateHook] | None = None,
     torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
-    cfg = make_config(tc.preset)
+    cfg = make_config(tc.preset, **tc.config_overrides)
     env = make_env(tc.task, tc.seed)
     spec = env.spec
     arch = Arch.from_config(cfg, spec.obs_dim, spec.act_dim)
