@@ -1,0 +1,193 @@
+"""``cpr-edge prune``, ``sweep``, ``boundary`` and ``autoencoder``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+METRIC_CHOICES = ("grad", "fisher", "bayes", "l1", "l2", "random")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allocation", default="component", help="component (default), uniform or global")
+    p.add_argument("--target", default="deployed",
+                   help="count the ratio over the deployed subnet (encoder+pi, default) or all parameters")
+    p.add_argument("--recover-steps", type=int, default=300, help="recovery steps (default 300)")
+    p.add_argument("--episodes", type=int, default=5, help="policy-only evaluation episodes (default 5)")
+    p.add_argument("--posthoc-steps", type=int, default=16,
+                   help="gradient steps on the replay sample when the checkpoint has no importance trace")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _csv(kind):
+    def parse(text: str):
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return parse
+
+
+def register(sub) -> None:
+    from cpr_edge.cli import add_checkpoint_args
+
+    p = sub.add_parser("prune", help="prune a checkpoint by gradient-based, component-aware importance",
+                       description="Score unit groups, allocate the parameter budget across components, "
+                                   "remove units physically (model and EMA target), recover, and evaluate "
+                                   "the policy-only return before and after. Writes OUT/checkpoint.pt and "
+                                   "OUT/prune.json.")
+    add_checkpoint_args(p)
+    p.add_argument("--metric", default="fisher", help=f"importance metric: {', '.join(METRIC_CHOICES)} (default fisher)")
+    p.add_argument("--ratio", type=float, default=0.5, help="fraction of target parameters to remove (default 0.5)")
+    p.add_argument("--recover", default="distill", help="distill (default), finetune or none")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="pruned", help="output folder (default ./pruned)")
+    _common(p)
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("sweep", help="metric x ratio x seed pruning sweep (CSV + plots)",
+                       description="Prune one checkpoint for every metric, ratio and seed; record the policy-only "
+                                   "return without and with recovery. Resumes an existing CSV.")
+    add_checkpoint_args(p)
+    p.add_argument("--metrics", type=_csv(str), default=["grad", "fisher", "bayes", "l1", "random"])
+    p.add_argument("--ratios", type=_csv(float), default=[0.3, 0.5, 0.7])
+    p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2])
+    p.add_argument("--recover", type=_csv(str), default=["none", "distill"],
+                   help="comma-separated recoveries (none, distill, finetune)")
+    p.add_argument("--out", default="results", help="output folder for sweep.csv and the plots")
+    _common(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("boundary", help="largest safe pruning ratio per metric, by bisection",
+                       description="Per metric, the largest ratio whose recovered policy-only return stays at "
+                                   "least --fraction of the unpruned return (COM-PACT's safe compression).")
+    add_checkpoint_args(p)
+    p.add_argument("--metrics", type=_csv(str), default=["grad", "fisher", "bayes", "l1", "random"])
+    p.add_argument("--fraction", type=float, default=0.95, help="return fraction to keep (default 0.95)")
+    p.add_argument("--iters", type=int, default=5, help="bisection steps per metric (default 5)")
+    p.add_argument("--max-ratio", type=float, default=0.9)
+    p.add_argument("--recover", default="distill")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="optional JSON file for the result")
+    _common(p)
+    p.set_defaults(func=cmd_boundary)
+
+    p = sub.add_parser("autoencoder", help="the MLP autoencoder pruning sweep on scikit-learn digits",
+                       description="Train an MLP encoder/decoder on the 8x8 digits with importance tracking, "
+                                   "then prune it for every metric, allocation, ratio and seed; records test MSE.")
+    p.add_argument("--metrics", type=_csv(str), default=["grad", "fisher", "bayes", "l1", "random"])
+    p.add_argument("--allocations", type=_csv(str), default=["component", "uniform", "global"])
+    p.add_argument("--ratios", type=_csv(float), default=[0.3, 0.5, 0.7, 0.9])
+    p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
+    p.add_argument("--recover-epochs", type=int, default=3, help="fine-tuning epochs after pruning (default 3)")
+    p.add_argument("--out", default="results", help="output folder for autoencoder.csv and its plot")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_autoencoder)
+
+
+def _log(s: str) -> None:
+    print(s, file=sys.stderr, flush=True)
+
+
+def _load(args):
+    import torch
+
+    from cpr_edge.agents.checkpoint import load_checkpoint, resolve_checkpoint
+
+    torch.set_num_threads(max(1, args.threads))
+    return load_checkpoint(resolve_checkpoint(args.checkpoint, args.task, args.preset))
+
+
+def _check_common(args) -> None:
+    from cpr_edge.errors import CprError
+
+    if args.episodes < 1:
+        raise CprError("--episodes must be at least 1")
+    if args.posthoc_steps < 1:
+        raise CprError("--posthoc-steps must be at least 1")
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cpr_edge.agents.checkpoint import save_checkpoint
+    from cpr_edge.cli import emit
+    from cpr_edge.fileio import write_json_atomic
+    from cpr_edge.pruning.prune import check_args, prune_checkpoint
+
+    _check_common(args)
+    check_args(args.metric, args.ratio, args.allocation, args.target, args.recover, args.recover_steps)
+    ck = _load(args)
+    new, info = prune_checkpoint(ck, args.metric, args.ratio, args.allocation, args.target, args.recover,
+                                 args.recover_steps, args.seed, args.episodes, progress=_log,
+                                 posthoc_steps=args.posthoc_steps)
+    out = Path(args.out)
+    info["out"] = {"checkpoint": str(out / "checkpoint.pt"), "prune_json": str(out / "prune.json")}
+    save_checkpoint(new, out / "checkpoint.pt")
+    write_json_atomic(out / "prune.json", info)
+    p, r = info["params"], info["return"]["policy"]
+    text = "\n".join([
+        f"pruned {ck.task} with {args.metric} importance ({info['importance_source']}), "
+        f"{args.allocation} allocation, target {args.target}",
+        f"  deployed params (encoder+pi) {p['deployed']['before']} -> {p['deployed']['after']} "
+        f"({p['deployed']['removed_fraction']:.1%} removed)",
+        f"  all params                   {p['all']['before']} -> {p['all']['after']} "
+        f"({p['all']['removed_fraction']:.1%} removed)",
+        f"  latent {info['widths']['before']['latent']} -> {info['widths']['after']['latent']}",
+        f"  policy-only return: unpruned {r['unpruned']:.1f}, pruned {r['pruned']:.1f}, "
+        f"after recovery ({args.recover}, {args.recover_steps} steps) {r['recovered']:.1f}",
+        f"  wrote {info['out']['checkpoint']} and {info['out']['prune_json']} ({info['time_s']['total']:.1f} s)"])
+    emit(args, info, text)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from cpr_edge.cli import emit
+    from cpr_edge.pruning.sweep import run_sweep
+
+    _check_common(args)
+    ck = _load(args)
+    summary = run_sweep(ck, args.metrics, args.ratios, args.seeds, args.recover, args.out,
+                        allocation=args.allocation, target=args.target, recover_steps=args.recover_steps,
+                        episodes=args.episodes, posthoc_steps=args.posthoc_steps, log=_log)
+    emit(args, summary, f"wrote {summary['csv']} ({summary['rows']} rows) and {', '.join(summary['plots'])}")
+    return 0
+
+
+def cmd_boundary(args: argparse.Namespace) -> int:
+    from cpr_edge.cli import emit
+    from cpr_edge.errors import CprError
+    from cpr_edge.fileio import write_json_atomic
+    from cpr_edge.pruning.sweep import find_boundary
+
+    _check_common(args)
+    if not 0 < args.fraction <= 1:
+        raise CprError("--fraction must be in (0, 1]")
+    if args.iters < 1 or not 0 < args.max_ratio < 1:
+        raise CprError("--iters must be >= 1 and --max-ratio in (0, 1)")
+    ck = _load(args)
+    result = find_boundary(ck, args.metrics, args.fraction, args.iters, args.max_ratio, args.allocation,
+                           args.target, args.recover, args.recover_steps, args.seed, args.episodes,
+                           args.posthoc_steps, log=_log)
+    if args.out:
+        write_json_atomic(args.out, result)
+    lines = [f"safe ratio (return >= {args.fraction:.0%} of unpruned {result['unpruned']:.1f}), "
+             f"{args.allocation} allocation, target {args.target}, recovery {args.recover}"]
+    lines += [f"  {m:8s} {v['ratio']:.3f}" for m, v in result["metrics"].items()]
+    emit(args, result, "\n".join(lines))
+    return 0
+
+
+def cmd_autoencoder(args: argparse.Namespace) -> int:
+    import torch
+
+    from cpr_edge.cli import emit
+    from cpr_edge.pruning.autoencoder import run_autoencoder_sweep
+
+    torch.set_num_threads(max(1, args.threads))
+    summary = run_autoencoder_sweep(args.metrics, args.allocations, args.ratios, args.seeds, args.out,
+                                    epochs=args.epochs, recover_epochs=args.recover_epochs, log=_log)
+    emit(args, summary, f"wrote {summary['csv']} ({summary['rows']} rows) and {', '.join(summary['plots'])}")
+    return 0

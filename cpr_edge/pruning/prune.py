@@ -1,0 +1,125 @@
+"""``prune_checkpoint``: importance -> allocation -> structured pruning -> recovery -> returns."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cpr_edge.agents.checkpoint import Checkpoint
+from cpr_edge.agents.evaluate import evaluate
+from cpr_edge.errors import CprError
+from cpr_edge.importance.metrics import METRICS
+from cpr_edge.pruning.allocation import ALLOCATIONS, DEPLOYED, TARGETS, Bounds, count, told_allocate
+from cpr_edge.pruning.pruner import ADDITIVE, importance_scores, latent_sizes, lowest, prune_agent, weights_per_unit
+from cpr_edge.pruning.recovery import RECOVERIES, distill, finetune
+
+
+def check_args(metric: str, ratio: float, allocation: str, target: str, recover: str, recover_steps: int) -> None:
+    if metric not in METRICS:
+        raise CprError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if not (isinstance(ratio, (int, float)) and 0.0 < ratio < 1.0):
+        raise CprError(f"--ratio must be a fraction strictly between 0 and 1, got {ratio}")
+    if allocation not in ALLOCATIONS:
+        raise CprError(f"unknown allocation {allocation!r}; choose one of {', '.join(ALLOCATIONS)}")
+    if target not in TARGETS:
+        raise CprError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if recover not in RECOVERIES:
+        raise CprError(f"unknown recovery {recover!r}; choose one of {', '.join(RECOVERIES)}")
+    if recover_steps < 0:
+        raise CprError(f"--recover-steps must be >= 0, got {recover_steps}")
+
+
+def param_summary(arch) -> dict:
+    c = count(arch)
+    return {"deployed": sum(c[k]["params"] for k in DEPLOYED), "all": sum(v["params"] for v in c.values()),
+            "components": {k: v["params"] for k, v in c.items()},
+            "macs": {k: v["macs"] for k, v in c.items()}}
+
+
+def _returns(agent, task, episodes, seed) -> list[float]:
+    return [float(r) for r in evaluate(agent, task, episodes, "policy", seed)] if episodes > 0 else []
+
+
+def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5, allocation: str = "component",
+                     target: str = "deployed", recover: str = "distill", recover_steps: int = 300,
+                     seed: int = 0, eval_episodes: int = 5, progress: Callable[[str], None] | None = None,
+                     bounds: Bounds | None = None, posthoc_steps: int = 16, finetune_batch: int = 64,
+                     unpruned_returns: list[float] | None = None) -> tuple[Checkpoint, dict]:
+    """Prune ``ck`` and recover; returns the pruned checkpoint and the prune.json dict.
+
+    Returns are policy-only (encoder -> pi, what a board runs), over ``eval_episodes`` episodes
+    with the same seeds before and after, so the comparison is paired. ``unpruned_returns``
+    skips re-evaluating the unpruned agent (sweeps pass it once per seed).
+    """
+    check_args(metric, ratio, allocation, target, recover, recover_steps)
+    say = progress or (lambda s: None)
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    agent = ck.agent
+    times = {}
+
+    groups, scores, source = importance_scores(agent, metric, ck.extra.get("importance"), ck.replay, seed,
+                                               posthoc_steps=posthoc_steps)
+    times["importance"] = time.perf_counter() - t0
+    say(f"importance {metric} from {source} in {times['importance']:.1f} s")
+    per_weight = weights_per_unit(agent, groups) if metric in ADDITIVE else None
+    n_remove = told_allocate(agent.arch, groups, scores, ratio, target, allocation, bounds, per_weight)
+    removed = {n: lowest(scores[n], k) for n, k in n_remove.items()}
+    sizes = {g.name: g.size for g in groups}
+    kept = {n: sorted(set(range(sizes[n])) - set(removed.get(n, []))) for n in sizes}
+    t = time.perf_counter()
+    pruned = prune_agent(agent, removed)
+    times["prune"] = time.perf_counter() - t
+    before, after = param_summary(agent.arch), param_summary(pruned.arch)
+    say(f"pruned {target} params {before[target]} -> {after[target]} "
+        f"({1 - after[target] / before[target]:.1%} removed), latent {agent.arch.latent_dim} -> {pruned.arch.latent_dim}")
+
+    t = time.perf_counter()
+    r_unpruned = list(unpruned_returns) if unpruned_returns is not None else _returns(agent, ck.task, eval_episodes, seed)
+    r_pruned = _returns(pruned, ck.task, eval_episodes, seed)
+    times["evaluate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    losses: list[float] = []
+    if recover == "distill" and recover_steps > 0:
+        losses = distill(pruned, agent, ck.replay_obs(), recover_steps, seed=seed)
+    elif recover == "finetune" and recover_steps > 0:
+        losses = finetune(pruned, ck.replay, recover_steps, finetune_batch, seed)
+    times["recover"] = time.perf_counter() - t
+    t = time.perf_counter()
+    r_recovered = _returns(pruned, ck.task, eval_episodes, seed) if recover != "none" and recover_steps > 0 else r_pruned
+    times["evaluate"] += time.perf_counter() - t
+    times["total"] = time.perf_counter() - t0
+    mean = lambda r: float(np.mean(r)) if r else None
+    say(f"policy-only return: unpruned {mean(r_unpruned)}, pruned {mean(r_pruned)}, recovered {mean(r_recovered)}")
+
+    info = {
+        "task": ck.task, "checkpoint": str(ck.path) if ck.path else None,
+        "metric": metric, "ratio": ratio, "allocation": allocation, "target": target,
+        "recover": recover, "recover_steps": recover_steps, "seed": seed, "importance_source": source,
+        "params": {k: {"before": before[k], "after": after[k], "removed_fraction": 1 - after[k] / before[k]}
+                   for k in ("deployed", "all")},
+        "params_per_component": {c: {"before": before["components"][c], "after": after["components"][c]}
+                                 for c in before["components"]},
+        "macs": {c: {"before": before["macs"][c], "after": after["macs"][c]} for c in before["macs"]},
+        "widths": {"before": sizes, "after": {n: len(k) for n, k in kept.items()}},
+        "units_removed_fraction": {n: len(removed.get(n, [])) / sizes[n] for n in sizes},
+        "latent_sizes": latent_sizes(pruned.model),
+        "kept": kept,
+        "return": {"policy": {"unpruned": mean(r_unpruned), "pruned": mean(r_pruned), "recovered": mean(r_recovered)},
+                   "episodes": eval_episodes,
+                   "per_episode": {"unpruned": r_unpruned, "pruned": r_pruned, "recovered": r_recovered}},
+        "recovery_loss": {"first": losses[0] if losses else None, "last": losses[-1] if losses else None},
+        "time_s": {k: round(v, 3) for k, v in times.items()},
+    }
+    extra = {k: v for k, v in ck.extra.items() if k != "pruning"}
+    if "importance" in extra and extra["importance"].get("metrics"):
+        # accumulators describe the unpruned widths; keep the trace for plots, drop the rest
+        extra["importance"] = {**extra["importance"], "groups": [], "metrics": {}}
+    extra["pruning"] = {k: info[k] for k in ("metric", "ratio", "allocation", "target", "recover", "recover_steps",
+                                              "seed", "importance_source", "params", "widths", "kept", "return")}
+    extra["pruning"]["previous"] = ck.extra.get("pruning")
+    new_ck = Checkpoint(pruned, ck.task, ck.preset, ck.spec, ck.normalization, ck.replay, ck.training, extra, None)
+    return new_ck, info
