@@ -35,17 +35,40 @@ def options_type(options) -> int:
     return getattr(schema.BuiltinOptions, type(options).__name__[:-1])
 
 
+@dataclass
+class OpSpec:
+    name: str
+    """builtin operator name, e.g. FULLY_CONNECTED"""
+    inputs: list[int]
+    outputs: list[int]
+    options: object = None
+    version: int = 1
+
+
 def build_model(op_name: str, tensors: list[TensorSpec], inputs: list[int], outputs: list[int],
                 options=None, version: int = 1) -> bytes:
     """A model holding one operator; graph inputs are its non-constant inputs."""
+    graph_inputs = [i for i in inputs if i >= 0 and tensors[i].data is None]
+    return build_graph(tensors, [OpSpec(op_name, inputs, outputs, options, version)],
+                       graph_inputs, list(outputs))
+
+
+def build_graph(tensors: list[TensorSpec], ops: list[OpSpec], inputs: list[int],
+                outputs: list[int]) -> bytes:
+    """A one-subgraph model; ops run in list order."""
     model = schema.ModelT()
     model.version = 3
-    code = schema.OperatorCodeT()
-    builtin = getattr(schema.BuiltinOperator, op_name)
-    code.builtinCode = builtin
-    code.deprecatedBuiltinCode = min(builtin, 127)
-    code.version = version
-    model.operatorCodes = [code]
+    codes: dict[tuple[str, int], int] = {}
+    model.operatorCodes = []
+    for spec in ops:
+        if (spec.name, spec.version) not in codes:
+            code = schema.OperatorCodeT()
+            builtin = getattr(schema.BuiltinOperator, spec.name)
+            code.builtinCode = builtin
+            code.deprecatedBuiltinCode = min(builtin, 127)
+            code.version = spec.version
+            codes[(spec.name, spec.version)] = len(model.operatorCodes)
+            model.operatorCodes.append(code)
     model.buffers = [schema.BufferT()]  # buffer 0: the empty sentinel
     sub = schema.SubGraphT()
     sub.tensors = []
@@ -67,14 +90,16 @@ def build_model(op_name: str, tensors: list[TensorSpec], inputs: list[int], outp
             q.quantizedDimension = spec.quantized_dimension
             t.quantization = q
         sub.tensors.append(t)
-    op = schema.OperatorT()
-    op.opcodeIndex = 0
-    op.inputs = list(inputs)
-    op.outputs = list(outputs)
-    op.builtinOptionsType = options_type(options)
-    op.builtinOptions = options
-    sub.operators = [op]
-    sub.inputs = [i for i in inputs if i >= 0 and tensors[i].data is None]
+    sub.operators = []
+    for spec in ops:
+        op = schema.OperatorT()
+        op.opcodeIndex = codes[(spec.name, spec.version)]
+        op.inputs = list(spec.inputs)
+        op.outputs = list(spec.outputs)
+        op.builtinOptionsType = options_type(spec.options)
+        op.builtinOptions = spec.options
+        sub.operators.append(op)
+    sub.inputs = list(inputs)
     sub.outputs = list(outputs)
     model.subgraphs = [sub]
     builder = flatbuffers.Builder(1024)

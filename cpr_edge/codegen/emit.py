@@ -12,12 +12,21 @@ def c_float(x: float) -> str:
 
 
 def c_array(c: Const, per_line: int = 20) -> str:
-    vals = [str(int(v)) for v in c.values.reshape(-1)]
-    if c.ctype == "int32_t":  # -2147483648 is not a valid int literal in C
-        vals = [f"({int(v) + 1} - 1)" if int(v) == -2**31 else s for v, s in zip(c.values.reshape(-1), vals)]
+    if c.dsp_values is not None:
+        return (f"#if defined(CPR_FC_VARIANT_DSP) || defined(CPR_FC_VARIANT_DSP_ROTATE)\n"
+                f"/* 4-row interleaved layout of the DSP kernels */\n"
+                f"{_array(c.name, c.ctype, c.dsp_values, per_line)}\n#else\n"
+                f"{_array(c.name, c.ctype, c.values, per_line)}\n#endif")
+    return _array(c.name, c.ctype, c.values, per_line)
+
+
+def _array(name: str, ctype: str, values: np.ndarray, per_line: int) -> str:
+    vals = [str(int(v)) for v in values.reshape(-1)]
+    if ctype == "int32_t":  # -2147483648 is not a valid int literal in C
+        vals = ["(-2147483647 - 1)" if s == "-2147483648" else s for s in vals]
     lines = [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]
     body = ",\n    ".join(lines) if lines else "0"
-    return f"static const {c.ctype} {c.name}[{max(1, len(vals))}] = {{\n    {body}\n}};"
+    return f"static const {ctype} {name}[{max(1, len(vals))}] = {{\n    {body}\n}};"
 
 
 def model_h(info: dict) -> str:

@@ -43,3 +43,74 @@ def run_host(exe: str | Path, inputs: np.ndarray, float_io: bool = False) -> np.
     x = np.ascontiguousarray(inputs, dtype=dtype)
     proc = _run([str(exe)] + (["float"] if float_io else []), input=x.tobytes(), timeout=120)
     return np.frombuffer(proc.stdout, dtype=dtype).reshape(len(x), -1)
+
+
+M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+QEMU_MACHINE = "mps2-an386"
+
+
+def _vectors_h(inputs: np.ndarray) -> str:
+    rows = ",\n".join("    {" + ", ".join(str(int(v)) for v in row) + "}" for row in inputs)
+    return (f"/* generated test inputs */\n#define TEST_COUNT {len(inputs)}\n"
+            f"static const int8_t test_inputs[TEST_COUNT][MODEL_INPUT_LEN] = {{\n{rows}\n}};\n")
+
+
+def arm_compile(out_elf: Path, sources: list[Path], includes: list[Path], defines: list[str],
+                flags: list[str] | None = None) -> Path:
+    """arm-none-eabi-gcc for the QEMU test image (freestanding, own start-up)."""
+    tests = runtime_include_dir() / "tests"
+    _run(["arm-none-eabi-gcc", *CFLAGS, *(flags or M4_FLAGS), "-ffreestanding",
+          "-ffunction-sections", "-fdata-sections", *defines,
+          *[f"-I{p}" for p in [runtime_include_dir(), tests, *includes]],
+          *map(str, sources), str(tests / "qemu_startup.c"),
+          "-nostdlib", "-Wl,--gc-sections", f"-T{tests / 'qemu_mps2.ld'}", "-lgcc",
+          "-o", str(out_elf)])
+    return out_elf
+
+
+def build_qemu(model_dir: str | Path, inputs: np.ndarray, variant: str = "reference",
+               out: str | Path | None = None) -> Path:
+    """A semihosting image that runs the model on `inputs` (embedded) and prints outputs."""
+    model_dir = Path(model_dir)
+    (model_dir / "test_vectors.h").write_text(_vectors_h(np.asarray(inputs, dtype=np.int8)))
+    elf = Path(out) if out else model_dir / f"qemu_{variant}.elf"
+    srcs = [model_dir / "model.c", runtime_include_dir() / "tests" / "qemu_main.c",
+            *runtime_sources(variant)]
+    return arm_compile(elf, srcs, [model_dir], runtime_defines(variant))
+
+
+def run_qemu(elf: str | Path, icount: bool = False, timeout: float = 120) -> str:
+    """Boot the image in qemu-system-arm; return its semihosting console text."""
+    if shutil.which("qemu-system-arm") is None:
+        raise CprError("qemu-system-arm not found: install the Debian package qemu-system-arm")
+    cmd = ["qemu-system-arm", "-M", QEMU_MACHINE, "-display", "none", "-monitor", "none",
+           "-serial", "null", "-semihosting-config", "enable=on,target=native",
+           "-kernel", str(elf)] + (["-icount", "shift=0"] if icount else [])
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, text=True)
+    except subprocess.TimeoutExpired as exc:
+        raise CprError(f"QEMU did not exit within {timeout:.0f} s") from exc
+    if proc.returncode != 0:
+        raise CprError(f"QEMU image exited with {proc.returncode}: {(proc.stdout + proc.stderr)[-500:]}")
+    return proc.stdout + proc.stderr  # QEMU 7.2 writes the semihosting console to stderr
+
+
+def qemu_outputs(text: str, count: int) -> np.ndarray:
+    rows = [bytes.fromhex(line[2:]) for line in text.splitlines() if line.startswith("O ")]
+    if len(rows) != count or "DONE" not in text:
+        raise CprError(f"QEMU run printed {len(rows)} of {count} outputs")
+    return np.frombuffer(b"".join(rows), dtype=np.int8).reshape(count, -1)
+
+
+def tflm_outputs(model: bytes, inputs: np.ndarray) -> np.ndarray:
+    """The tflite-micro interpreter on each row of `inputs` (reshaped to the input tensor)."""
+    from tflite_micro import runtime
+    interp = runtime.Interpreter.from_bytes(model, arena_size=max(64 * 1024, 8 * len(model)))
+    shape = interp.get_input_details(0)["shape"]
+    dtype = interp.get_input_details(0)["dtype"]
+    outs = []
+    for row in inputs:
+        interp.set_input(np.asarray(row, dtype=dtype).reshape(shape), 0)
+        interp.invoke()
+        outs.append(np.array(interp.get_output(0)).reshape(-1))
+    return np.stack(outs)

@@ -34,6 +34,8 @@ class Const:
     values: np.ndarray
     kind: str
     """weights | bias | requant | table | params (what memory.json may group by)"""
+    dsp_values: np.ndarray | None = None
+    """the same bytes in the DSP kernels' layout, emitted for the DSP variants instead"""
 
     @property
     def nbytes(self) -> int:
@@ -117,6 +119,9 @@ def _fully_connected(g: Graph, op: Operator) -> Step:
         raise CprError(f"FULLY_CONNECTED (operator {op.index}) needs constant weights and bias")
     if getattr(op.options, "weightsFormat", 0):
         raise CprError(f"FULLY_CONNECTED (operator {op.index}) uses shuffled weights; unsupported")
+    if int(w.zero_point.max(initial=0)) != 0 or int(w.zero_point.min(initial=0)) != 0:
+        raise CprError(f"FULLY_CONNECTED (operator {op.index}) has asymmetric int8 weights "
+                       "(non-zero weight zero point); TFLM int8 weights are symmetric")
     if b is not None and b.dtype != "int32":
         raise CprError(f"FULLY_CONNECTED (operator {op.index}) has a {b.dtype} bias; need int32")
     n_out, depth = w.shape
@@ -134,7 +139,8 @@ def _fully_connected(g: Graph, op: Operator) -> Step:
     mult, shift = zip(*(quant.quantize_multiplier(r) for r in reals))
     lo, hi = quant.activation_range(_fused(op), y.scale[0], _zp(y))
     k = f"fc{op.index}"
-    consts = [Const(f"{k}_weights", "int8_t", w.data.reshape(-1), "weights")]
+    consts = [Const(f"{k}_weights", "int8_t", w.data.reshape(-1), "weights",
+                    dsp_values=interleave4(w.data))]
     if b is not None:
         consts.append(Const(f"{k}_bias", "int32_t", b.data.reshape(-1), "bias"))
     consts += [Const(f"{k}_multiplier", "int32_t", np.array(mult, np.int32), "requant"),
@@ -145,6 +151,21 @@ def _fully_connected(g: Graph, op: Operator) -> Step:
     call = (f"cpr_fully_connected_s8(&{k}_params, {{t{x.index}}}, {batches}, {depth}, "
             f"{k}_weights, {bias}, {n_out}, {{t{y.index}}});")
     return Step(op, [x.index], [y.index], call, consts, [params], macs=batches * n_out * depth)
+
+
+def interleave4(w: np.ndarray) -> np.ndarray:
+    """Row-major [N, K] weights -> the DSP kernels' 4-row interleaved layout (see
+    optimized/fully_connected_dsp.c): per block of 4 rows, 16-byte groups of bytes k..k+3 of
+    each row, then each row's K % 4 tail; leftover rows stay row-major."""
+    n, k = w.shape
+    k4, n4 = k & ~3, n & ~3
+    parts = []
+    for r in range(0, n4, 4):
+        block = w[r:r + 4]
+        parts.append(block[:, :k4].reshape(4, k4 // 4, 4).transpose(1, 0, 2).reshape(-1))
+        parts.append(block[:, k4:].reshape(-1))
+    parts.append(w[n4:].reshape(-1))
+    return np.concatenate(parts).astype(np.int8)
 
 
 def _lookup(g: Graph, op: Operator) -> Step:

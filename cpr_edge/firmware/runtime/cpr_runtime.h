@@ -53,6 +53,11 @@ void cpr_fully_connected_s8_reference(const cpr_fc_params *p, const int8_t *inpu
                                       int32_t batches, int32_t in_depth, const int8_t *weights,
                                       const int32_t *bias, int32_t out_depth, int8_t *output);
 #if defined(CPR_FC_VARIANT_DSP) || defined(CPR_FC_VARIANT_DSP_ROTATE)
+/* The DSP kernels read weights in the 4-row interleaved layout (see
+ * optimized/fully_connected_dsp.c); generated code holds them that way for these variants.
+ * weights_offset must be 0 (symmetric int8 weights, as TFLM requires for int8 FC). */
+void cpr_fc_dsp_interleave(const int8_t *row_major, int32_t in_depth, int32_t out_depth,
+                           int8_t *interleaved);
 void cpr_fully_connected_s8_dsp(const cpr_fc_params *p, const int8_t *input, int32_t batches,
                                 int32_t in_depth, const int8_t *weights, const int32_t *bias,
                                 int32_t out_depth, int8_t *output);

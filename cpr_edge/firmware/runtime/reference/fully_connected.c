@@ -1,5 +1,6 @@
 /* FULLY_CONNECTED int8, TFLM reference semantics (per-tensor and per-channel). */
 #include "cpr_runtime.h"
+#include "requant.h"
 
 void cpr_fully_connected_s8_reference(const cpr_fc_params *p, const int8_t *input,
                                       int32_t batches, int32_t in_depth, const int8_t *weights,
@@ -17,7 +18,7 @@ void cpr_fully_connected_s8_reference(const cpr_fc_params *p, const int8_t *inpu
                 acc += bias[n];
             }
             const int32_t c = p->per_channel ? n : 0;
-            acc = cpr_multiply_by_quantized_multiplier(acc, p->multiplier[c], p->shift[c]);
+            acc = cpr_requantize(acc, p->multiplier[c], p->shift[c]);
             acc += p->output_offset;
             acc = acc < p->act_min ? p->act_min : acc;
             acc = acc > p->act_max ? p->act_max : acc;

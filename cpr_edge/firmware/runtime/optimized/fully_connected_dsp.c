@@ -1,0 +1,125 @@
+/* FULLY_CONNECTED int8 with the Cortex-M DSP extension (SMLAD on pairs of int16).
+ *
+ * Built when CPR_FC_VARIANT_DSP or CPR_FC_VARIANT_DSP_ROTATE is defined.
+ *
+ * Weights come in the "4-row interleaved" layout (the code generator writes it for these
+ * variants; cpr_fc_dsp_interleave() makes it at run time): rows are taken in blocks of four,
+ * and inside a block the four rows' bytes k..k+3 follow each other (16 bytes per step of k),
+ * then the four rows' last in_depth % 4 bytes; rows past the last full block stay row-major.
+ * One pointer then walks the weights front to back, which keeps the loop free of index
+ * arithmetic and register spills.
+ *
+ * Each load of four input bytes serves four output rows: SXTAB16 widens its even and odd
+ * bytes to int16 while adding the input offset, SXTB16 does the same for each weight word
+ * (odd bytes through a rotation by 8), and two SMLADs accumulate four products. Even/odd
+ * order is the same on both sides, so every product pairs the right bytes, and int32
+ * accumulation is exact: the result equals the reference kernel bit for bit. */
+#include "cpr_runtime.h"
+
+#if defined(CPR_FC_VARIANT_DSP) || defined(CPR_FC_VARIANT_DSP_ROTATE)
+#include "acle_dsp.h"
+#include "../reference/requant.h"
+
+static inline int8_t requantize(const cpr_fc_params *p, int32_t acc, const int32_t *bias,
+                                int32_t n)
+{
+    if (bias) {
+        acc += bias[n];
+    }
+    const int32_t c = p->per_channel ? n : 0;
+    acc = cpr_requantize(acc, p->multiplier[c], p->shift[c]);
+    acc += p->output_offset;
+    acc = acc < p->act_min ? p->act_min : acc;
+    acc = acc > p->act_max ? p->act_max : acc;
+    return (int8_t)acc;
+}
+
+void cpr_fc_dsp_interleave(const int8_t *row_major, int32_t in_depth, int32_t out_depth,
+                           int8_t *interleaved)
+{
+    const int32_t k4 = in_depth & ~3;
+    int32_t n = 0;
+    for (; n + 4 <= out_depth; n += 4) {
+        for (int32_t k = 0; k < k4; k += 4) {
+            for (int32_t r = 0; r < 4; ++r) {
+                for (int32_t j = 0; j < 4; ++j) {
+                    *interleaved++ = row_major[(n + r) * in_depth + k + j];
+                }
+            }
+        }
+        for (int32_t r = 0; r < 4; ++r) {
+            for (int32_t k = k4; k < in_depth; ++k) {
+                *interleaved++ = row_major[(n + r) * in_depth + k];
+            }
+        }
+    }
+    for (int32_t i = n * in_depth; i < out_depth * in_depth; ++i) {
+        *interleaved++ = row_major[i];
+    }
+}
+
+void cpr_fully_connected_s8_dsp(const cpr_fc_params *p, const int8_t *input, int32_t batches,
+                                int32_t in_depth, const int8_t *weights, const int32_t *bias,
+                                int32_t out_depth, int8_t *output)
+{
+    const uint32_t off16 = (uint32_t)p->input_offset & 0xFFFFu;
+    const uint32_t off2 = off16 | (off16 << 16); /* input offset in both halfwords */
+    const int32_t k4 = in_depth & ~3;
+    const int32_t tail = in_depth - k4;
+    for (int32_t b = 0; b < batches; ++b, input += in_depth, output += out_depth) {
+        const int8_t *w = weights;
+        int32_t n = 0;
+        for (; n + 4 <= out_depth; n += 4) {
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            const int8_t *x = input;
+            for (int32_t steps = k4 >> 2; steps > 0; --steps) {
+                const uint32_t xv = cpr_read4(x);
+                x += 4;
+                const int32_t xe = cpr_sxtab16(off2, xv);
+                const int32_t xo = cpr_sxtab16_ror8(off2, xv);
+                uint32_t wv = cpr_read4(w);
+                a0 = cpr_smlad(xe, cpr_sxtb16(wv), a0);
+                a0 = cpr_smlad(xo, cpr_sxtb16_ror8(wv), a0);
+                wv = cpr_read4(w + 4);
+                a1 = cpr_smlad(xe, cpr_sxtb16(wv), a1);
+                a1 = cpr_smlad(xo, cpr_sxtb16_ror8(wv), a1);
+                wv = cpr_read4(w + 8);
+                a2 = cpr_smlad(xe, cpr_sxtb16(wv), a2);
+                a2 = cpr_smlad(xo, cpr_sxtb16_ror8(wv), a2);
+                wv = cpr_read4(w + 12);
+                w += 16;
+                a3 = cpr_smlad(xe, cpr_sxtb16(wv), a3);
+                a3 = cpr_smlad(xo, cpr_sxtb16_ror8(wv), a3);
+            }
+            for (int32_t k = 0; k < tail; ++k) {
+                const int32_t xk = input[k4 + k] + p->input_offset;
+                a0 += xk * w[k];
+                a1 += xk * w[tail + k];
+                a2 += xk * w[2 * tail + k];
+                a3 += xk * w[3 * tail + k];
+            }
+            w += 4 * tail;
+            output[n] = requantize(p, a0, bias, n);
+            output[n + 1] = requantize(p, a1, bias, n + 1);
+            output[n + 2] = requantize(p, a2, bias, n + 2);
+            output[n + 3] = requantize(p, a3, bias, n + 3);
+        }
+        for (; n < out_depth; ++n, w += in_depth) { /* leftover rows, row-major */
+            int32_t acc = 0;
+            int32_t k = 0;
+            for (; k < k4; k += 4) {
+                const uint32_t xv = cpr_read4(input + k);
+                const uint32_t wv = cpr_read4(w + k);
+                acc = cpr_smlad(cpr_sxtab16(off2, xv), cpr_sxtb16(wv), acc);
+                acc = cpr_smlad(cpr_sxtab16_ror8(off2, xv), cpr_sxtb16_ror8(wv), acc);
+            }
+            for (; k < in_depth; ++k) {
+                acc += (input[k] + p->input_offset) * w[k];
+            }
+            output[n] = requantize(p, acc, bias, n);
+        }
+    }
+}
+#else
+typedef int cpr_fully_connected_dsp_not_selected; /* keeps the translation unit non-empty */
+#endif

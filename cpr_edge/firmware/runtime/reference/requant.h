@@ -1,0 +1,37 @@
+/* Inline TFLM MultiplyByQuantizedMultiplier (double rounding), shared by quant.c and the
+ * kernels whose per-output cost matters (internal header). */
+#ifndef CPR_REQUANT_H
+#define CPR_REQUANT_H
+#include <stdint.h>
+
+/* High 32 bits of 2*a*b, rounded to nearest (ties away from zero); saturates the one
+ * overflow case a == b == INT32_MIN. */
+static inline int32_t cpr_srdhm(int32_t a, int32_t b)
+{
+    if (a == b && a == INT32_MIN) {
+        return INT32_MAX;
+    }
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+    /* C division truncates towards zero, as gemmlowp relies on. */
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* x / 2^exponent rounded to nearest, ties away from zero. */
+static inline int32_t cpr_rounding_divide_by_pot(int32_t x, int32_t exponent)
+{
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+static inline int32_t cpr_requantize(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int32_t left_shift = shift > 0 ? shift : 0;
+    const int32_t right_shift = shift > 0 ? 0 : -shift;
+    /* The left shift wraps like TFLM's int32 multiply (x * (1 << left_shift)). */
+    const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
+    return cpr_rounding_divide_by_pot(cpr_srdhm(shifted, multiplier), right_shift);
+}
+#endif
