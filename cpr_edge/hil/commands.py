@@ -1,0 +1,133 @@
+"""``cpr-edge hil``: only the HIL stage, on a model that is already exported and built.
+
+Folder layout it expects (what ``cpr-edge prune-and-flash`` writes):
+``MODEL/`` is an export folder (``model_int8.tflite``, ``export.json``) with the firmware in
+``MODEL/firmware/BOARD/`` (``firmware.elf``, ``memory.json``); the unpruned baseline is an export
+folder of the same shape, by default ``MODEL/../baseline``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from cpr_edge.errors import CprError
+
+_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
+
+
+def parse_budget(text: str | None) -> float | None:
+    """``0.08``, ``80ms``, ``500us`` -> seconds."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*(s|ms|us|µs)?\s*", str(text))
+    if not m or float(m.group(1)) <= 0:
+        raise CprError(f"--budget must be a positive time such as 0.02, 20ms or 500us, not {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def add_hil_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``hil`` and ``prune-and-flash``."""
+    p.add_argument("--port", default=None,
+                   help="serial port of a real board (/dev/ttyACM0); for QEMU the TCP port of its serial (default: free)")
+    p.add_argument("--episodes", type=int, default=3,
+                   help="episodes per controller, same seeds for all (default 3)")
+    p.add_argument("--budget", default=None,
+                   help="latency budget for the p99 invoke time, e.g. 20ms (default: the task's control period)")
+    p.add_argument("--min-return-ratio", type=float, default=0.95,
+                   help="pruned-on-board / unpruned-float return must reach this (default 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed block (default 0)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("hil", help="run closed-loop episodes of a built model on a board and check them",
+                       description="Boot (QEMU) or flash (real board) the firmware of an exported model, run "
+                                   "closed-loop episodes over the serial link against the baselines, check "
+                                   "return ratio, latency and memory, and write the report. Exit 0 only on a pass.")
+    p.add_argument("--board", required=True, help="board name (cpr-edge build --list-boards)")
+    p.add_argument("--model", required=True, metavar="DIR", help="export folder holding model_int8.tflite and firmware/BOARD/")
+    p.add_argument("--firmware", default=None, help="firmware ELF (default MODEL/firmware/BOARD/firmware.elf)")
+    p.add_argument("--checkpoint", default=None, help="float checkpoint of the model (default: the one export.json names)")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="export folder of the unpruned model, built for the board (default MODEL/../baseline)")
+    add_hil_args(p)
+    p.add_argument("--out", default=None, help="report folder (default MODEL/../hil-BOARD)")
+    p.add_argument("--json", action="store_true", help="print report.json's checks and figures as one JSON object")
+    p.set_defaults(func=cmd_hil)
+
+
+def firmware_of(model_dir: Path, board: str, elf: str | None = None) -> tuple[Path, dict | None]:
+    """The ELF built for ``board`` from ``model_dir``, and its memory.json if present."""
+    path = Path(elf) if elf else model_dir / "firmware" / board / "firmware.elf"
+    if path.is_dir():
+        path = path / "firmware.elf"
+    if not path.is_file():
+        raise CprError(f"no firmware for board {board} at {path}; build it first: "
+                       f"cpr-edge build --board {board} --model {model_dir} --out {model_dir / 'firmware' / board}")
+    mem = path.parent / "memory.json"
+    return path, (json.loads(mem.read_text()) if mem.is_file() else None)
+
+
+def export_checkpoint_path(model_dir: Path) -> Path | None:
+    info = model_dir / "export.json"
+    if not info.is_file():
+        raise CprError(f"{model_dir} is not an export folder (no export.json)")
+    ref = (json.loads(info.read_text()).get("checkpoint") or {}).get("path")
+    return Path(ref) if ref else None
+
+
+def is_pruned(checkpoint: Path) -> bool:
+    from cpr_edge.agents.checkpoint import load_checkpoint
+
+    return "pruning" in load_checkpoint(checkpoint).extra
+
+
+def cmd_hil(args: argparse.Namespace) -> int:
+    from cpr_edge.boards import load_board
+    from cpr_edge.cli import emit
+    from cpr_edge.hil.run import HilConfig, run_hil
+    from cpr_edge.report.write import write_report
+
+    board = load_board(args.board)
+    model_dir = Path(args.model)
+    elf, memory = firmware_of(model_dir, args.board, args.firmware)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else export_checkpoint_path(model_dir)
+    if checkpoint is None or not checkpoint.is_file():
+        raise CprError(f"the float checkpoint of {model_dir} is unknown or gone ({checkpoint}); give --checkpoint")
+    base_dir = Path(args.baseline) if args.baseline else model_dir.parent / "baseline"
+    base_elf = base_ck = None
+    if (base_dir / "export.json").is_file():
+        base_elf, _ = firmware_of(base_dir, args.board)
+        base_ck = export_checkpoint_path(base_dir)
+    elif args.baseline or is_pruned(checkpoint):
+        raise CprError(f"the model is pruned: baseline (b) needs the unpruned model exported and built "
+                       f"for {args.board} in {base_dir} (give --baseline DIR)")
+    else:
+        base_dir = None
+    out = Path(args.out) if args.out else model_dir.parent / f"hil-{args.board}"
+    cfg = HilConfig(board=board, model_dir=model_dir, firmware=elf, checkpoint=checkpoint,
+                    baseline_checkpoint=base_ck, baseline_model_dir=base_dir, baseline_firmware=base_elf,
+                    memory=memory, port=args.port, episodes=args.episodes, seed=args.seed,
+                    budget_s=parse_budget(args.budget), min_return_ratio=args.min_return_ratio,
+                    log_dir=out)
+    out.mkdir(parents=True, exist_ok=True)
+    result, episodes = run_hil(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    report = write_report(out, result, episodes)
+    emit(args, summary_json(report, out), summary_text(report, out))
+    return 0 if report["passed"] else 1
+
+
+def summary_json(report: dict, out: Path) -> dict:
+    keys = ("passed", "checks", "task", "board", "model", "seeds", "returns", "mean_return", "latency",
+            "memory", "timings")
+    return {"out": str(out), **{k: report[k] for k in keys if k in report}}
+
+
+def summary_text(report: dict, out: Path) -> str:
+    lines = [f"{'PASSED' if report['passed'] else 'FAILED'}: {report['task']} on {report['board']['name']}"]
+    for c in report["checks"]:
+        lines.append(f"  {'pass' if c['passed'] else 'FAIL'}  {c['name']:34s} {c.get('note', '')}")
+    lines.append(f"report: {out / 'report.md'}")
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""The HIL stage: episodes of the model on the board against the three baselines, then checks.
+
+Controllers, all on the same seeds:
+- ``pruned_board``: the (pruned) int8 model on the board, every action over the link;
+- ``unpruned_float_host`` (a): the unpruned float policy on the host;
+- ``unpruned_int8_board`` (b): the unpruned int8 model on the same board;
+- ``pruned_float_host`` (c): the pruned float policy on the host.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cpr_edge.errors import CprError
+from cpr_edge.hil import checks
+from cpr_edge.hil.closed_loop import EpisodeSet, Int8Reference, board_episode, eval_seeds, host_episode
+from cpr_edge.hil.session import board_field, is_emulated, open_session, sha256_file
+
+LABELS = {
+    "pruned_board": "pruned int8 on board",
+    "unpruned_float_host": "(a) unpruned float on host",
+    "unpruned_int8_board": "(b) unpruned int8 on board",
+    "pruned_float_host": "(c) pruned float on host",
+}
+
+
+@dataclass
+class HilConfig:
+    board: object
+    """Board definition (``cpr_edge.boards.load_board``)."""
+    model_dir: Path
+    """Exported model that runs on the board (``model_int8.tflite``, ``export.json``)."""
+    firmware: Path
+    """ELF built from ``model_dir`` for ``board``."""
+    checkpoint: Path
+    """Float checkpoint the model was exported from (baseline c when pruned)."""
+    baseline_checkpoint: Path | None = None
+    """Unpruned float checkpoint (baseline a); None if ``checkpoint`` is itself unpruned."""
+    baseline_model_dir: Path | None = None
+    """Exported unpruned int8 model (baseline b); None if the model is itself unpruned."""
+    baseline_firmware: Path | None = None
+    memory: dict | None = None
+    """memory.json of the build (the memory check); None skips the check's figures."""
+    port: str | None = None
+    """Serial port of a real board, or the TCP port for QEMU's serial (default: a free one)."""
+    episodes: int = 3
+    seed: int = 0
+    budget_s: float | None = None
+    """Latency budget; default: the task's control period."""
+    min_return_ratio: float = checks.DEFAULT_MIN_RETURN_RATIO
+    max_lsb: int = 1
+    """Allowed distance of a board action from the host int8 reference, in output LSBs."""
+    log_dir: Path | None = None
+    """Where QEMU logs go."""
+    session_kw: dict = field(default_factory=dict)
+
+
+def _policy(path: Path):
+    from cpr_edge.agents.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path)
+    return ck, ck.agent.policy_action
+
+
+def _board_run(cfg: HilConfig, label: str, model_dir: Path, elf: Path, task: str, seeds, spec,
+               progress) -> tuple[list, dict]:
+    tflite = Path(model_dir) / "model_int8.tflite"
+    if not tflite.is_file():
+        raise CprError(f"no model_int8.tflite in {model_dir}")
+    sha = sha256_file(tflite)
+    log = (Path(cfg.log_dir) / f"qemu-{label}.log") if cfg.log_dir else None
+    kw = dict(cfg.session_kw)
+    if log and is_emulated(cfg.board):
+        kw["log_path"] = log
+    t0 = time.perf_counter()
+    with open_session(cfg.board, elf, sha, cfg.port, **kw) as s:
+        boot_s = time.perf_counter() - t0
+        h = s.hello
+        if h.input_len != spec["obs_dim"] or h.output_len != spec["act_dim"]:
+            raise CprError(f"board model takes {h.input_len} inputs / gives {h.output_len} outputs; "
+                           f"task {task} has obs_dim {spec['obs_dim']}, act_dim {spec['act_dim']}")
+        ref = Int8Reference(tflite, h)
+        eps = []
+        for seed in seeds:
+            e = board_episode(label, s, task, seed, reference=ref, max_lsb=cfg.max_lsb)
+            eps.append(e)
+            progress(f"{LABELS[label]}: seed {seed} return {e.ret:.1f} in {e.steps} steps"
+                     + (f" FAILED: {e.failed}" if e.failed else ""))
+        bench = s.link.bench(100)
+        stats = s.link.stats()
+        info = {"hello": h.to_dict(), "kind": s.kind, "boot_s": round(boot_s, 3), "bench": bench,
+                "stats": stats, "link": dict(s.link.counters.__dict__), "model_sha256": sha}
+    steps = sum(e.steps for e in eps)
+    wall = sum(e.wall_s for e in eps)
+    info["steps_per_s"] = round(steps / wall, 1) if wall else None
+    return eps, info
+
+
+def run_hil(cfg: HilConfig, progress: Callable[[str], None] | None = None) -> tuple[dict, EpisodeSet]:
+    """Run every controller on the same seeds; return the result (figures + checks)."""
+    progress = progress or (lambda msg: None)
+    torch.set_num_threads(1)
+    ck, pruned_policy = _policy(cfg.checkpoint)
+    task, spec = ck.task, ck.spec
+    seeds = eval_seeds(cfg.episodes, cfg.seed)
+    es = EpisodeSet(seeds)
+    boards = {}
+
+    eps, boards["pruned_board"] = _board_run(cfg, "pruned_board", cfg.model_dir, cfg.firmware, task,
+                                              seeds, spec, progress)
+    es.runs["pruned_board"] = eps
+    if cfg.baseline_model_dir is not None:
+        if cfg.baseline_firmware is None:
+            raise CprError("baseline (b) needs the unpruned model's firmware")
+        eps, boards["unpruned_int8_board"] = _board_run(cfg, "unpruned_int8_board", cfg.baseline_model_dir,
+                                                         cfg.baseline_firmware, task, seeds, spec, progress)
+        es.runs["unpruned_int8_board"] = eps
+    elif cfg.baseline_checkpoint is None:  # the model on the board is the unpruned one
+        es.runs["unpruned_int8_board"] = es.runs["pruned_board"]
+
+    if cfg.baseline_checkpoint is not None:
+        base_ck, base_policy = _policy(cfg.baseline_checkpoint)
+        if base_ck.task != task:
+            raise CprError(f"baseline checkpoint is for {base_ck.task}, the model for {task}")
+    else:
+        base_policy = pruned_policy
+    for label, policy in (("unpruned_float_host", base_policy), ("pruned_float_host", pruned_policy)):
+        es.runs[label] = []
+        for seed in seeds:
+            torch.manual_seed(seed), np.random.seed(seed)
+            e = host_episode(label, policy, task, seed)
+            es.runs[label].append(e)
+            progress(f"{LABELS[label]}: seed {seed} return {e.ret:.1f}")
+
+    h = boards["pruned_board"]["hello"]
+    budget = float(cfg.budget_s if cfg.budget_s is not None else spec["control_timestep"])
+    ticks = np.concatenate([e.ticks for e in es.runs["pruned_board"]] or [np.zeros(0)])
+    result_checks = [
+        checks.completion_check(es.runs["pruned_board"]),
+        checks.return_ratio_check(es.returns("pruned_board"), es.returns("unpruned_float_host"),
+                                  cfg.min_return_ratio),
+        checks.latency_check(ticks, h["counter_unit"], h["clock_hz"], budget),
+    ]
+    if cfg.baseline_model_dir is not None:
+        result_checks.append(checks.completion_check(es.runs["unpruned_int8_board"]))
+        result_checks[-1]["name"] = "baseline_board_episodes_completed"
+    if cfg.memory is not None:
+        result_checks.append(checks.memory_check(cfg.memory))
+    else:
+        result_checks.append(checks.make_check("memory_fits", False, None, None, "bytes",
+                                               "no memory.json next to the firmware"))
+    export_json = Path(cfg.model_dir) / "export.json"
+    result = {
+        "task": task,
+        "board": {"name": board_field(cfg.board, "name"), "emulated": is_emulated(cfg.board),
+                  "counter_unit": h["counter_unit"], "clock_hz": h["clock_hz"],
+                  "fw_version": h["fw_version"]},
+        "model": {"dir": str(cfg.model_dir), "sha256": boards["pruned_board"]["model_sha256"],
+                  "bytes": (Path(cfg.model_dir) / "model_int8.tflite").stat().st_size,
+                  "checkpoint": str(cfg.checkpoint),
+                  "baseline_checkpoint": str(cfg.baseline_checkpoint) if cfg.baseline_checkpoint else None,
+                  "export": json.loads(export_json.read_text()) if export_json.is_file() else None},
+        "seeds": seeds,
+        "returns": {k: es.returns(k) for k in LABELS if k in es.runs},
+        "mean_return": {k: float(np.mean(es.returns(k))) for k in LABELS if es.returns(k)},
+        "episodes": {k: [e.summary() for e in v] for k, v in es.runs.items()},
+        "latency": {"unit": h["counter_unit"], "estimate": h["counter_unit"] == "instructions",
+                    "budget_s": budget, **checks.latency_stats(ticks, h["clock_hz"])},
+        "memory": cfg.memory,
+        "boards": boards,
+        "max_lsb": cfg.max_lsb,
+        "checks": result_checks,
+        "passed": all(c["passed"] for c in result_checks),
+    }
+    return result, es

@@ -1,0 +1,371 @@
+"""Board sessions: one interface, an emulated board (QEMU) and a real one (pyocd + serial).
+
+A session boots or flashes the firmware, opens the HIL link, says HELLO and refuses to go on
+unless the board runs the model that was meant to run (same SHA-256). QEMU is never left
+running: ``close()`` on every normal path, ``atexit`` and a SIGTERM/SIGHUP handler for
+interpreted exits, and the kernel's parent-death signal (PR_SET_PDEATHSIG) for a host crash.
+"""
+from __future__ import annotations
+
+import atexit
+import ctypes
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from cpr_edge.errors import CprError
+from cpr_edge.hil.link import Hello, Link, LinkError
+
+_LIVE: set["QemuSession"] = set()
+_LOCK = threading.Lock()
+
+
+def board_field(board, *names, default=None):
+    """A field of a board definition (object or dict), trying several names."""
+    for n in names:
+        v = board.get(n) if isinstance(board, dict) else getattr(board, n, None)
+        if v is not None:
+            return v
+    return default
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    """Whether a TCP socket listens on ``port`` (read from /proc, without connecting: QEMU's
+    wait=on serial must see exactly one client, the link)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def _close_all_live() -> None:
+    for s in list(_LIVE):
+        s.close()
+
+
+def _on_signal(signum, frame):
+    _close_all_live()
+    raise SystemExit(128 + signum)
+
+
+def _install_exit_guards() -> None:
+    atexit.register(_close_all_live)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, _on_signal)
+
+
+_GUARDS = False
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int):
+    """preexec_fn: the child gets SIGKILL when the host process dies, however it dies."""
+    def fn():
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+    return fn
+
+
+class Qmp:
+    """Minimal QMP client: capabilities handshake, then one command at a time."""
+
+    def __init__(self, port: int, timeout: float = 5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.file = self.sock.makefile("rwb")
+        self._read_until("QMP")
+        self.execute("qmp_capabilities")
+
+    def _read_until(self, key: str) -> dict:
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise CprError("QMP connection closed by QEMU")
+            msg = json.loads(line)
+            if key in msg:
+                return msg
+            if "error" in msg:
+                raise CprError(f"QMP error: {msg['error'].get('desc', msg['error'])}")
+
+    def execute(self, cmd: str, **arguments) -> dict:
+        msg = {"execute": cmd, **({"arguments": arguments} if arguments else {})}
+        self.file.write(json.dumps(msg).encode() + b"\n")
+        self.file.flush()
+        return self._read_until("return")["return"]
+
+    def close(self) -> None:
+        for f in (self.file, self.sock):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class BoardSession:
+    """A board running the HIL firmware, reachable through ``self.link``."""
+
+    kind = "board"
+    link: Link
+    hello: Hello
+
+    def __init__(self, board, expected_sha256: str | None):
+        self.board = board
+        self.name = board_field(board, "name")
+        self.expected_sha256 = expected_sha256
+        self.link = None
+        self.hello = None
+
+    def _handshake(self, timeout: float = 0.5, retries: int = 20) -> Hello:
+        h = self.link.hello(timeout=timeout, retries=retries)
+        if self.expected_sha256 and h.model_sha256 != self.expected_sha256:
+            raise CprError(f"board {self.name} runs model {h.model_sha256[:16]}…, expected "
+                           f"{self.expected_sha256[:16]}… (wrong firmware for this model)")
+        if h.board_id and self.name and h.board_id != self.name:
+            raise CprError(f"firmware reports board {h.board_id!r}, session is for {self.name!r}")
+        self.hello = h
+        return h
+
+    def reset(self) -> Hello:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _nodelay(arg: str) -> str:
+    """A socket chardev without ``nodelay=on`` lets QEMU's socket hold back the reply's bytes
+    (Nagle) until our delayed ACK, ~40 ms per request; the link needs it off."""
+    if arg.startswith("socket,") and "server=on" in arg and "nodelay" not in arg:
+        return arg + ",nodelay=on"
+    return arg
+
+
+class QemuSession(BoardSession):
+    """``qemu-system-arm`` from the board definition's command template.
+
+    The template's placeholders: ``{elf}``, ``{port}`` (serial over TCP, server, wait=on),
+    ``{qmp_port}``. ``link_url(port) -> url`` lets a fault proxy sit between host and QEMU.
+    """
+
+    kind = "qemu"
+
+    def __init__(self, board, elf: str | Path, expected_sha256: str | None = None,
+                 port: int | None = None, log_path: str | Path | None = None,
+                 link_url=None, link_timeout: float = 0.5, link_retries: int = 4):
+        super().__init__(board, expected_sha256)
+        self.elf = Path(elf)
+        if not self.elf.is_file():
+            raise CprError(f"firmware not found: {self.elf}")
+        self.serial_port = port or free_port()
+        self.qmp_port = free_port()
+        self.log_path = Path(log_path) if log_path else None
+        self.link_url = link_url or (lambda p: f"socket://127.0.0.1:{p}")
+        self.link_timeout, self.link_retries = link_timeout, link_retries
+        self.proc = None
+        self.qmp = None
+
+    def argv(self) -> list[str]:
+        return [_nodelay(a) for a in self._template_argv()]
+
+    def _template_argv(self) -> list[str]:
+        if callable(getattr(self.board, "qemu_command", None)):
+            return list(self.board.qemu_command(self.elf, self.serial_port, self.qmp_port))
+        template = board_field(self.board, "qemu")
+        if isinstance(template, dict):
+            template = template.get("command")
+        if template is None:
+            raise CprError(f"board {self.name} has no QEMU command (is it a real board?)")
+        subst = {"elf": str(self.elf), "port": self.serial_port, "qmp_port": self.qmp_port}
+        if isinstance(template, str):
+            template = shlex.split(template)
+        return [str(a).format(**subst) for a in template]
+
+    def start(self) -> "QemuSession":
+        global _GUARDS
+        argv = self.argv()
+        if shutil.which(argv[0]) is None:
+            raise CprError(f"{argv[0]} not found; install qemu-system-arm")
+        if not _GUARDS:
+            _install_exit_guards()
+            _GUARDS = True
+        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        with _LOCK:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         start_new_session=True,
+                                         preexec_fn=_die_with_parent(os.getpid()))
+            _LIVE.add(self)
+        if log is not subprocess.DEVNULL:
+            log.close()
+        try:
+            self._connect()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _connect(self, boot_timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + boot_timeout
+        while True:  # QEMU listens on the serial port, then waits for us (wait=on)
+            if self.proc.poll() is not None:
+                raise CprError(f"QEMU exited with status {self.proc.returncode} before the link "
+                               f"opened: {self._log_tail()}")
+            if _listening(self.serial_port):
+                break
+            if time.monotonic() > deadline:
+                raise CprError(f"QEMU did not open its serial port {self.serial_port} within {boot_timeout:.0f} s")
+            time.sleep(0.02)
+        self.link = Link.open(self.link_url(self.serial_port), timeout=self.link_timeout,
+                              retries=self.link_retries)
+        while True:  # QMP opens once QEMU has its serial client
+            try:
+                self.qmp = Qmp(self.qmp_port)
+                break
+            except OSError as e:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise CprError(f"cannot reach QEMU's QMP port {self.qmp_port}: {e}; {self._log_tail()}")
+                time.sleep(0.02)
+        self._handshake(timeout=0.1, retries=50)  # the first HELLO may arrive before the UART is up
+
+    def _log_tail(self) -> str:
+        if self.log_path and self.log_path.is_file():
+            return " ".join(self.log_path.read_text(errors="replace").split()[-40:])
+        return "(no log)"
+
+    def reset(self) -> Hello:
+        """Reset the board through QMP (system_reset) and say HELLO again."""
+        self.qmp.execute("system_reset")
+        self.link.parser.reset()
+        return self._handshake()
+
+    def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            try:
+                if self.qmp is not None:
+                    self.qmp.execute("quit")
+                proc.wait(timeout=2)
+            except Exception:
+                pass
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        if self.qmp is not None:
+            self.qmp.close()
+            self.qmp = None
+        with _LOCK:
+            _LIVE.discard(self)
+
+    def __enter__(self):
+        if self.proc is None:
+            self.start()
+        return self
+
+
+class RealBoardSession(BoardSession):
+    """A real board: flash the ELF with pyocd, then open its serial port."""
+
+    kind = "real"
+
+    def __init__(self, board, elf: str | Path, port: str, expected_sha256: str | None = None,
+                 baud: int | None = None, flash: bool = True):
+        super().__init__(board, expected_sha256)
+        if not port:
+            raise CprError(f"board {self.name} is a real board: give its serial port with --port")
+        self.elf, self.port, self.flash_first = Path(elf), port, flash
+        uart = board_field(board, "uart", default={})
+        self.baud = baud or int((uart.get("baud") if isinstance(uart, dict) else None) or 115200)
+
+    def flash(self) -> None:
+        if callable(getattr(self.board, "flash_command", None)):
+            argv = list(self.board.flash_command(self.elf))
+        else:
+            tool = board_field(self.board, "flash_tool", default={}) or {}
+            command = tool.get("command") or []
+            argv = [str(a).format(elf=self.elf) for a in (shlex.split(command) if isinstance(command, str) else command)]
+        if not argv:
+            raise CprError(f"board {self.name} has no flash command (flash_tool.command)")
+        if shutil.which(argv[0]) is None:
+            raise CprError(f"{argv[0]} is not installed (pip install pyocd) - needed to flash {self.name}")
+        r = subprocess.run(argv, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise CprError(f"flashing {self.name} failed ({r.returncode}): {' '.join(r.stderr.split()[-30:])}")
+
+    def start(self) -> "RealBoardSession":
+        if self.flash_first:
+            self.flash()
+        self.link = Link.open(self.port, baud=self.baud)
+        time.sleep(0.1)
+        self.link.port.reset_input_buffer()
+        self._handshake(timeout=0.5, retries=10)
+        return self
+
+    def reset(self) -> Hello:
+        self.link.reset()
+        time.sleep(0.2)
+        return self._handshake()
+
+    def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
+
+    def __enter__(self):
+        if self.link is None:
+            self.start()
+        return self
+
+
+def is_emulated(board) -> bool:
+    if isinstance(getattr(board, "emulated", None), bool):
+        return board.emulated
+    kind = board_field(board, "kind")
+    if kind is not None:
+        return kind == "qemu"
+    return board_field(board, "qemu_command", "qemu") is not None
+
+
+def open_session(board, elf, expected_sha256=None, port=None, **kw) -> BoardSession:
+    """Start (QEMU) or flash (real board) and handshake; use as a context manager."""
+    if is_emulated(board):
+        return QemuSession(board, elf, expected_sha256,
+                           port=int(port) if port else None, **kw).start()
+    return RealBoardSession(board, elf, port, expected_sha256).start()
+
+
+def sha256_file(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,0 +1,135 @@
+"""report.json, report.md and the plots of one HIL run (format: docs/report.md)."""
+from __future__ import annotations
+
+import functools
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+from cpr_edge.fileio import write_json_atomic, write_text_atomic
+from cpr_edge.hil.run import LABELS
+
+FORMAT = "cpr-edge/report"
+VERSION = 1
+PACKAGES = ("cpr-edge", "torch", "numpy", "dm-control", "mujoco", "tensorflow", "tflite-micro",
+            "onnx", "onnx2tf", "torch-pruning", "pyserial", "matplotlib")
+
+
+@functools.lru_cache(maxsize=1)
+def tool_versions() -> dict:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = None
+    for exe in ("qemu-system-arm", "arm-none-eabi-gcc", "pyocd"):
+        path = shutil.which(exe)
+        if path is None:
+            out[exe] = None
+            continue
+        try:
+            r = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+            out[exe] = (r.stdout or r.stderr).splitlines()[0].strip()
+        except (OSError, subprocess.TimeoutExpired, IndexError):
+            out[exe] = "unknown"
+    return out
+
+
+def importance_per_component(prune_report: dict | None) -> tuple[dict, dict, str]:
+    """(mean importance per component, fraction of units kept per component, metric)
+    from a prune.json, or empty dicts when it has none."""
+    if not prune_report:
+        return {}, {}, ""
+    imp = prune_report.get("importance") or {}
+    if isinstance(imp, dict) and "per_component" in imp:
+        imp = imp["per_component"]
+    per = {}
+    for comp, v in (imp.items() if isinstance(imp, dict) else []):
+        if isinstance(v, dict):
+            v = v.get("mean", v.get("importance"))
+        if isinstance(v, (int, float)):
+            per[comp] = float(v)
+    kept = {}
+    for comp, v in (prune_report.get("kept_fraction") or {}).items():
+        if isinstance(v, (int, float)):
+            kept[comp] = float(v)
+    return per, kept, str(prune_report.get("metric", ""))
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
+    return str(v)
+
+
+def markdown(report: dict) -> str:
+    r = report
+    lines = [f"# HIL report: {r['task']} on {r['board']['name']}", "",
+             f"**{'PASSED' if r['passed'] else 'FAILED'}** — model `{r['model']['sha256'][:16]}…` "
+             f"({r['model']['bytes']} bytes), {len(r['seeds'])} episodes per controller, seeds "
+             f"{r['seeds'][0]}…{r['seeds'][-1]}.", "",
+             "| check | value | threshold | result | note |", "|---|---|---|---|---|"]
+    for c in r["checks"]:
+        unit = f" {c['unit']}" if c.get("unit") and c["value"] is not None and not isinstance(c["value"], dict) else ""
+        lines.append(f"| {c['name']} | {_fmt(c['value'])}{unit} | {_fmt(c['threshold'])} | "
+                     f"{'pass' if c['passed'] else '**FAIL**'} | {c.get('note', '')} |")
+    lines += ["", "## Returns (same seeds)", "", "| controller | mean | per episode |", "|---|---|---|"]
+    for k, label in LABELS.items():
+        rets = r["returns"].get(k) or []
+        if rets:
+            lines.append(f"| {label} | {sum(rets) / len(rets):.1f} | {', '.join(f'{x:.1f}' for x in rets)} |")
+    lat = r["latency"]
+    if lat.get("steps"):
+        est = " — **estimate**: QEMU counts instructions, converted at the nominal clock" if lat["estimate"] else ""
+        lines += ["", "## Latency", "",
+                  f"{lat['steps']} steps; invoke {lat['p50']:.0f} (p50) / {lat['p99']:.0f} (p99) / "
+                  f"{lat['max']:.0f} (max) {lat['unit']} at {r['board']['clock_hz'] / 1e6:g} MHz = "
+                  f"{lat['p99_s'] * 1e6:.1f} µs p99 against a budget of {lat['budget_s'] * 1e3:g} ms{est}."]
+    link = r.get("boards", {}).get("pruned_board", {})
+    if link:
+        lines += ["", f"Link: {link.get('steps_per_s')} control steps/s, counters {link.get('link')}, "
+                      f"board STATS {link.get('stats')}."]
+    if r.get("timings"):
+        lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---|"]
+        lines += [f"| {k} | {v:.1f} |" for k, v in r["timings"].items()]
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in r.get("plots", [])]
+    lines += ["", "## Tools", "", ", ".join(f"{k} {v}" for k, v in r["tools"].items() if v), ""]
+    return "\n".join(lines)
+
+
+def write_report(out_dir, result: dict, episodes, prune_report: dict | None = None,
+                 timings: dict | None = None, extra: dict | None = None) -> dict:
+    """Write report.json, report.md, episodes.npz and the PNG plots into ``out_dir``."""
+    from cpr_edge.report import plots
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"format": FORMAT, "version": VERSION, **result, "tools": tool_versions()}
+    if timings:
+        report["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    if extra:
+        report.update(extra)
+    importance, kept, metric = importance_per_component(prune_report)
+    if prune_report:
+        report["pruning"] = {"metric": metric, "importance_per_component": importance,
+                             "kept_fraction": kept,
+                             **{k: prune_report[k] for k in ("ratio", "allocation", "target", "return")
+                                if k in prune_report}}
+    names = [plots.latency_plot(result, episodes, out / "latency.png"),
+             plots.returns_plot(result, out / "returns.png"),
+             plots.memory_plot(result, out / "memory.png")]
+    if importance:
+        names.append(plots.importance_plot(importance, kept, out / "importance.png", metric))
+    report["plots"] = names
+    episodes.save_npz(out / "episodes.npz")
+    write_json_atomic(out / "report.json", report)
+    write_text_atomic(out / "report.md", markdown(report))
+    return report

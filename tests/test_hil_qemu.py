@@ -1,0 +1,136 @@
+"""Full HIL runs in QEMU (qemu-mps2-an386) with the real firmware built from a real export."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from cpr_edge.cli import main
+from cpr_edge.errors import CprError
+
+pytestmark = [pytest.mark.qemu, pytest.mark.slow]
+BOARD = "qemu-mps2-an386"
+
+
+def _elf(model):
+    return model / "firmware" / BOARD / "firmware.elf"
+
+
+def _sha(model):
+    from cpr_edge.hil.session import sha256_file
+
+    return sha256_file(model / "model_int8.tflite")
+
+
+def _gone(pid, within=3.0):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True  # dead, waiting to be reaped
+        except FileNotFoundError:
+            return True
+        try:  # a zombie child of ours counts as gone once reaped
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def test_hil_command_full_run(hil_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["hil", "--board", BOARD, "--model", str(hil_model_dir), "--episodes", "1",
+               "--out", str(out), "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    report = json.loads((out / "report.json").read_text())
+    assert rc == (0 if report["passed"] else 1) and summary["passed"] == report["passed"]
+    names = {c["name"]: c for c in report["checks"]}
+    assert {"return_ratio", "latency_p99", "memory_fits", "board_episodes_completed"} <= set(names)
+    assert report["passed"] == all(c["passed"] for c in report["checks"])
+    assert names["board_episodes_completed"]["passed"], names["board_episodes_completed"]["note"]
+    assert report["model"]["sha256"] == _sha(hil_model_dir)
+    lat = report["latency"]
+    assert lat["unit"] == "instructions" and lat["estimate"] and lat["budget_s"] == pytest.approx(0.08)
+    assert names["latency_p99"]["value"] == pytest.approx(lat["p99"] / 25e6)
+    # per step: observation, action and ticks, and each action is the TFLM int8 answer
+    from cpr_edge.hil.closed_loop import Int8Reference
+    from cpr_edge.hil.link import Hello
+
+    ep = np.load(out / "episodes.npz")
+    seed = report["seeds"][0]
+    obs, act, ticks = (ep[f"pruned_board/{seed}/{k}"] for k in ("obs", "action", "ticks"))
+    assert obs.shape == (125, 5) and act.shape == (125, 1) and ticks.shape == (125,)
+    assert np.all(ticks > 0)
+    hello = Hello(**report["boards"]["pruned_board"]["hello"])
+    ref = Int8Reference(hil_model_dir / "model_int8.tflite", hello)
+    want = np.stack([ref(o) for o in obs])
+    assert np.max(np.abs(want - act)) <= hello.output_scale * 1.000001
+    # the same seed on the host gives the same first observation (same episode start)
+    assert np.array_equal(ep[f"unpruned_float_host/{seed}/obs"][0], obs[0])
+    for png in report["plots"]:
+        assert (out / png).stat().st_size > 1000
+    assert "| return_ratio |" in (out / "report.md").read_text()
+
+
+def test_session_refuses_wrong_model_and_leaves_nothing_running(hil_model_dir):
+    from cpr_edge.boards import load_board
+    from cpr_edge.hil.session import QemuSession
+
+    s = QemuSession(load_board(BOARD), _elf(hil_model_dir), "00" * 32)
+    with pytest.raises(CprError, match="wrong firmware"):
+        s.start()
+    assert s.proc is None
+
+
+def test_session_reset_bench_and_stats(hil_model_dir):
+    from cpr_edge.boards import load_board
+    from cpr_edge.hil.session import QemuSession
+
+    with QemuSession(load_board(BOARD), _elf(hil_model_dir), _sha(hil_model_dir)) as s:
+        pid = s.proc.pid
+        a0, _ = s.link.infer(np.ones(5, np.float32))
+        b = s.link.bench(20)
+        assert b["n"] == 20 and 0 < b["min"] <= b["max"] and b["total"] >= 20 * b["min"]
+        st = s.link.stats()
+        assert st["infers"] >= 1 and st["stack_used"] <= st["stack_size"]
+        s.reset()  # QMP system_reset, then HELLO again
+        assert s.link.stats()["infers"] == 0
+        a1, _ = s.link.infer(np.ones(5, np.float32))
+        assert np.array_equal(a0, a1)
+    assert _gone(pid)
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    from cpr_edge.boards import load_board
+    from cpr_edge.hil.session import QemuSession
+    s = QemuSession(load_board("qemu-mps2-an386"), sys.argv[1]).start()
+    print(s.proc.pid, flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_qemu_dies_with_the_host(hil_model_dir, sig):
+    """Host killed (crash), terminated or interrupted (Ctrl-C): QEMU never outlives it."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(_elf(hil_model_dir))],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        qemu_pid = int(child.stdout.readline())
+        os.kill(qemu_pid, 0)  # running
+        child.send_signal(sig)
+        child.wait(timeout=10)
+        assert _gone(qemu_pid), f"QEMU {qemu_pid} outlived its host after signal {sig}"
+    finally:
+        if child.poll() is None:
+            child.kill()
