@@ -62,3 +62,16 @@ def shipped_cartpole_small():
     from cpr_edge.agents.checkpoint import shipped_checkpoint_path
 
     return shipped_checkpoint_path("cartpole-swingup", "small")
+
+
+@pytest.fixture(scope="session")
+def hil_model_dir(tiny_checkpoint, tmp_path_factory):
+    """Export folder of ``tiny_checkpoint`` (real export) with its firmware built for
+    qemu-mps2-an386 in ``firmware/qemu-mps2-an386`` (the layout ``cpr-edge hil`` expects)."""
+    from cpr_edge.build import build_firmware
+    from cpr_edge.export.pipeline import export_checkpoint
+
+    model = tmp_path_factory.mktemp("hil") / "model"
+    export_checkpoint(tiny_checkpoint, model)
+    build_firmware("qemu-mps2-an386", model, model / "firmware" / "qemu-mps2-an386")
+    return model
