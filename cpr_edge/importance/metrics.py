@@ -52,16 +52,18 @@ class Accumulated:
 class GradientSaliency(Accumulated):
     """Gradient accumulation (first-order Taylor): sum_t | sum_{i in g} w_i dL_t/dw_i |."""
 
-    def __call__(self, weights: Tensors, grads: Tensors) -> None:
-        wg = {n: weights[n] * grads[n] for n in group_params(self.groups)}
+    def __call__(self, weights: Tensors, grads: Tensors, wg: Tensors | None = None) -> None:
+        """``wg``: the products w_i g_i if the caller already has them (shared with Fisher)."""
+        wg = wg if wg is not None else {n: weights[n] * grads[n] for n in group_params(self.groups)}
         self.add({g.name: reduce_units(g, wg).abs() for g in self.groups})
 
 
 class FisherSaliency(Accumulated):
     """Empirical diagonal Fisher times w^2: sum_t sum_{i in g} (w_i dL_t/dw_i)^2."""
 
-    def __call__(self, weights: Tensors, grads: Tensors) -> None:
-        wg2 = {n: (weights[n] * grads[n]).square() for n in group_params(self.groups)}
+    def __call__(self, weights: Tensors, grads: Tensors, wg: Tensors | None = None) -> None:
+        wg = wg if wg is not None else {n: weights[n] * grads[n] for n in group_params(self.groups)}
+        wg2 = {n: v.square() for n, v in wg.items()}
         self.add({g.name: reduce_units(g, wg2) for g in self.groups})
 
 
@@ -79,21 +81,26 @@ class LaplaceSNR:
         self.groups, self.n_data, self.prior_precision = groups, float(n_data), float(prior_precision)
         self.beta = 1.0 - 1.0 / max(float(ema_horizon), 1.0)
         self.steps = 0
-        self.mean: Tensors = {}
+        self.sum: Tensors = {}
+        """Per weight: sum over updates of the squared gradient (mean = sum / steps)."""
         self.ema: Tensors = {}
 
     def __call__(self, weights: Tensors, grads: Tensors) -> None:
         self.steps += 1
-        for n in group_params(self.groups):
-            g2 = grads[n].square()
-            if n not in self.mean:
-                self.mean[n], self.ema[n] = torch.zeros_like(g2), torch.zeros_like(g2)
-            self.mean[n].add_(g2 - self.mean[n], alpha=1.0 / self.steps)
-            self.ema[n].mul_(self.beta).add_(g2, alpha=1.0 - self.beta)
+        names = sorted(group_params(self.groups))
+        if not self.sum:
+            self.sum = {n: torch.zeros_like(grads[n]) for n in names}
+            self.ema = {n: torch.zeros_like(grads[n]) for n in names}
+        g = [grads[n] for n in names]
+        ema = [self.ema[n] for n in names]
+        # one fused kernel per list instead of one per tensor: this runs after every update
+        torch._foreach_addcmul_([self.sum[n] for n in names], g, g)
+        torch._foreach_mul_(ema, self.beta)
+        torch._foreach_addcmul_(ema, g, g, value=1.0 - self.beta)
 
     def fisher(self, smoothing: str = "ema") -> Tensors:
         if smoothing == "sum":
-            return self.mean
+            return {n: f / max(self.steps, 1) for n, f in self.sum.items()}
         corr = 1.0 - self.beta ** max(self.steps, 1)
         return {n: f / corr for n, f in self.ema.items()}
 
@@ -105,12 +112,12 @@ class LaplaceSNR:
 
     def state_dict(self) -> dict:
         return {"steps": self.steps, "beta": self.beta, "n_data": self.n_data,
-                "prior_precision": self.prior_precision, "mean": dict(self.mean), "ema": dict(self.ema)}
+                "prior_precision": self.prior_precision, "sum": dict(self.sum), "ema": dict(self.ema)}
 
     def load_state_dict(self, d: dict) -> None:
         self.steps, self.beta = int(d["steps"]), float(d["beta"])
         self.n_data, self.prior_precision = float(d["n_data"]), float(d["prior_precision"])
-        self.mean = {k: v.clone() for k, v in d["mean"].items()}
+        self.sum = {k: v.clone() for k, v in d["sum"].items()}
         self.ema = {k: v.clone() for k, v in d["ema"].items()}
 
 

@@ -45,8 +45,11 @@ class ImportanceTracker:
         for n, p in model.named_parameters():
             weights[n] = p.detach()
             grads[n] = p.grad if p.grad is not None else torch.zeros_like(p)
-        for acc in self.accumulators.values():
-            acc(weights, grads)
+        names = list(weights)
+        wg = dict(zip(names, torch._foreach_mul([weights[n] for n in names], [grads[n] for n in names])))
+        self.accumulators["grad"](weights, grads, wg)
+        self.accumulators["fisher"](weights, grads, wg)
+        self.accumulators["bayes"](weights, grads)
         self.updates += 1
         if self.updates % self.config["snapshot_every"] == 0:
             self.snapshot(model, info.get("step", self.updates))
