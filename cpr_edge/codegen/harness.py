@@ -50,6 +50,10 @@ QEMU_MACHINE = "mps2-an386"
 
 
 def _vectors_h(inputs: np.ndarray) -> str:
+    if inputs.dtype == np.float32:  # exact hex-float literals
+        rows = ",\n".join("    {" + ", ".join(float(v).hex() + "f" for v in row) + "}" for row in inputs)
+        return (f"/* generated test inputs */\n#define TEST_FLOAT 1\n#define TEST_COUNT {len(inputs)}\n"
+                f"static const float test_inputs[TEST_COUNT][MODEL_INPUT_LEN] = {{\n{rows}\n}};\n")
     rows = ",\n".join("    {" + ", ".join(str(int(v)) for v in row) + "}" for row in inputs)
     return (f"/* generated test inputs */\n#define TEST_COUNT {len(inputs)}\n"
             f"static const int8_t test_inputs[TEST_COUNT][MODEL_INPUT_LEN] = {{\n{rows}\n}};\n")
@@ -70,9 +74,12 @@ def arm_compile(out_elf: Path, sources: list[Path], includes: list[Path], define
 
 def build_qemu(model_dir: str | Path, inputs: np.ndarray, variant: str = "reference",
                out: str | Path | None = None) -> Path:
-    """A semihosting image that runs the model on `inputs` (embedded) and prints outputs."""
+    """A semihosting image that runs the model on `inputs` (embedded) and prints outputs.
+    float32 inputs run model_invoke_float, anything else model_invoke on int8."""
     model_dir = Path(model_dir)
-    (model_dir / "test_vectors.h").write_text(_vectors_h(np.asarray(inputs, dtype=np.int8)))
+    inputs = np.asarray(inputs)
+    inputs = inputs if inputs.dtype == np.float32 else inputs.astype(np.int8)
+    (model_dir / "test_vectors.h").write_text(_vectors_h(inputs))
     elf = Path(out) if out else model_dir / f"qemu_{variant}.elf"
     srcs = [model_dir / "model.c", runtime_include_dir() / "tests" / "qemu_main.c",
             *runtime_sources(variant)]
@@ -95,11 +102,11 @@ def run_qemu(elf: str | Path, icount: bool = False, timeout: float = 120) -> str
     return proc.stdout + proc.stderr  # QEMU 7.2 writes the semihosting console to stderr
 
 
-def qemu_outputs(text: str, count: int) -> np.ndarray:
+def qemu_outputs(text: str, count: int, dtype=np.int8) -> np.ndarray:
     rows = [bytes.fromhex(line[2:]) for line in text.splitlines() if line.startswith("O ")]
     if len(rows) != count or "DONE" not in text:
         raise CprError(f"QEMU run printed {len(rows)} of {count} outputs")
-    return np.frombuffer(b"".join(rows), dtype=np.int8).reshape(count, -1)
+    return np.frombuffer(b"".join(rows), dtype=dtype).reshape(count, -1)
 
 
 def tflm_outputs(model: bytes, inputs: np.ndarray) -> np.ndarray:
