@@ -1,0 +1,129 @@
+"""Board definitions: one YAML file per board, shipped as package data.
+
+A board definition says everything the build and the HIL host need: the core and compiler
+flags, clock, flash and RAM, the UART, the invoke counter, the linker script, which
+FULLY_CONNECTED kernel variant to build, and how to start it (QEMU command line) or flash it
+(pyocd). ``load_board(name)`` reads one, ``list_boards()`` names them all.
+"""
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass, field
+
+from cpr_edge.errors import CprError
+
+UART_DRIVERS = ("uart_cmsdk", "usart_stm32f4", "uart_nrf52")
+FC_KERNELS = ("reference", "dsp", "dsp_rotate")
+COUNTER_UNITS = {"cycles": 0, "instructions": 1}
+"""Counter unit name -> the ``counter_unit`` byte of the HELLO reply."""
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    """Board id, as in HELLO and on the command line (``qemu-mps2-an386``)."""
+    description: str
+    """One line for humans."""
+    kind: str
+    """``qemu`` (emulated, can be run here) or ``real`` (flashed with pyocd)."""
+    core: str
+    """``cortex-m4``, ``cortex-m7``, ``cortex-m33``."""
+    cpu_flags: tuple[str, ...]
+    """gcc flags selecting core and FPU."""
+    clock_hz: int
+    """Nominal core clock; SysTick runs at it."""
+    flash_origin: int
+    """Start address of the region holding code and constants."""
+    flash_size: int
+    """Bytes of that region (the capacity memory.json compares against)."""
+    ram_origin: int
+    """Start address of RAM."""
+    ram_size: int
+    """Bytes of RAM usable by the image."""
+    stack_bytes: int
+    """Stack reserved by the linker script, at the top of the image's RAM."""
+    irq_count: int
+    """External interrupts in the vector table."""
+    uart: dict
+    """driver (uart_cmsdk | usart_stm32f4 | uart_nrf52), base, irqs, clock_hz, baud and
+    driver-specific pins/clock-enable bits."""
+    counter_unit: str
+    """``instructions`` (QEMU: SysTick under -icount) or ``cycles`` (DWT CYCCNT)."""
+    icount_shift: int
+    """QEMU -icount shift (an instruction takes 2**shift ns); 0 on real boards."""
+    linker_script: str
+    """File in cpr_edge/firmware/linker/."""
+    fc_kernel: str
+    """FULLY_CONNECTED variant: reference | dsp | dsp_rotate."""
+    qemu: dict | None = None
+    """machine, command and semihosting_command (lists with {elf} {port} {qmp_port})."""
+    flash_tool: dict | None = None
+    """target and command for pyocd (real boards)."""
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def emulated(self) -> bool:
+        return self.kind == "qemu"
+
+    @property
+    def counter_unit_code(self) -> int:
+        return COUNTER_UNITS[self.counter_unit]
+
+    def qemu_command(self, elf, port: int, qmp_port: int) -> list[str]:
+        """QEMU argv running ``elf`` with the HIL UART on TCP ``port`` (QEMU is the server
+        and waits for the host to connect before starting the CPU) and QMP on ``qmp_port``."""
+        if not self.qemu:
+            raise CprError(f"board {self.name} is not emulated; flash it with pyocd")
+        return [a.format(elf=elf, port=port, qmp_port=qmp_port) for a in self.qemu["command"]]
+
+    def semihosting_command(self, elf) -> list[str]:
+        """QEMU argv for an on-target test image that reports and exits through semihosting."""
+        if not self.qemu:
+            raise CprError(f"board {self.name} is not emulated")
+        return [a.format(elf=elf) for a in self.qemu["semihosting_command"]]
+
+    def flash_command(self, elf) -> list[str]:
+        if not self.flash_tool:
+            raise CprError(f"board {self.name} is emulated; start it with QEMU")
+        return [a.format(elf=elf) for a in self.flash_tool["command"]]
+
+
+def _board_dir():
+    return importlib.resources.files("cpr_edge") / "boards"
+
+
+def list_boards() -> list[str]:
+    """Names of all board definitions, sorted."""
+    return sorted(p.name[:-5] for p in _board_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def load_board(name: str) -> Board:
+    """The board definition ``name`` (see ``list_boards()``)."""
+    import yaml
+
+    res = _board_dir() / f"{name}.yaml"
+    if not res.is_file():
+        raise CprError(f"unknown board {name!r}; known boards: {', '.join(list_boards())}")
+    d = yaml.safe_load(res.read_text())
+    try:
+        board = Board(
+            name=d["name"], description=d["description"], kind=d["kind"], core=d["core"],
+            cpu_flags=tuple(d["cpu_flags"]), clock_hz=int(d["clock_hz"]),
+            flash_origin=int(d["flash"]["origin"]), flash_size=int(d["flash"]["size"]),
+            ram_origin=int(d["ram"]["origin"]), ram_size=int(d["ram"]["size"]),
+            stack_bytes=int(d["stack_bytes"]), irq_count=int(d["irq_count"]), uart=dict(d["uart"]),
+            counter_unit=d["counter"]["unit"], icount_shift=int(d["counter"].get("icount_shift", 0)),
+            linker_script=d["linker_script"], fc_kernel=d["fc_kernel"], qemu=d.get("qemu"),
+            flash_tool=d.get("flash_tool"), notes=d.get("notes") or {})
+    except (KeyError, TypeError, ValueError) as e:
+        raise CprError(f"board definition {name}.yaml is malformed: {e!r}") from None
+    if board.name != name:
+        raise CprError(f"board definition {name}.yaml names itself {board.name!r}")
+    if board.kind not in ("qemu", "real") or board.uart.get("driver") not in UART_DRIVERS \
+            or board.fc_kernel not in FC_KERNELS or board.counter_unit not in COUNTER_UNITS:
+        raise CprError(f"board definition {name}.yaml has an unknown kind, UART driver, "
+                       f"FC kernel or counter unit")
+    if (board.kind == "qemu") != (board.qemu is not None):
+        raise CprError(f"board definition {name}.yaml: a qemu board needs a qemu section, "
+                       f"a real board none")
+    return board

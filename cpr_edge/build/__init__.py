@@ -1,0 +1,135 @@
+"""Firmware build: generated model code + platform + HIL app, linked for one board.
+
+``build_firmware(board, model_dir, out_dir)`` generates C from ``model_dir/model_int8.tflite``
+(cpr_edge.codegen), compiles it with the board's platform, UART driver and kernels through
+firmware/Makefile (arm-none-eabi-gcc, -ffunction-sections -fdata-sections, --gc-sections),
+and writes ``firmware.elf``, ``firmware.map``, ``memory.json`` (docs/memory.md) and the
+generated sources into ``out_dir``. A model that does not fit the board is refused with the
+numbers, and then nothing is written: ``out_dir`` appears only for an image that fits.
+"""
+from __future__ import annotations
+
+import importlib.resources
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+from cpr_edge.boards import Board, load_board
+from cpr_edge.build.config import board_config_h, make_variables
+from cpr_edge.build.memory import memory_report
+from cpr_edge.errors import CprError
+from cpr_edge.fileio import atomic_dir, write_json_atomic, write_text_atomic
+
+TOOLS = ("make", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm")
+
+
+def firmware_dir() -> Path:
+    """The firmware sources (package data)."""
+    return Path(str(importlib.resources.files("cpr_edge") / "firmware"))
+
+
+def default_out_dir(model_dir, board_name: str) -> Path:
+    """Where ``cpr-edge build`` puts a board's image unless told: MODEL_DIR/firmware/BOARD."""
+    return Path(model_dir) / "firmware" / board_name
+
+
+def _check_tools() -> None:
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        raise CprError(f"missing build tools: {', '.join(missing)} (install make and gcc-arm-none-eabi)")
+
+
+def _make(variables: dict[str, str], log: Callable[[str], None]) -> subprocess.CompletedProcess:
+    cmd = ["make", "-s", "-C", str(firmware_dir()), f"-j{min(2, os.cpu_count() or 1)}"]
+    cmd += [f"{k}={v}" for k, v in variables.items()]
+    log("make " + " ".join(f"{k}=..." for k in variables))
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def _overflow_message(board: Board, mem: dict) -> str:
+    f, r = mem["flash"], mem["ram"]
+    parts = []
+    if f["headroom"] < 0:
+        parts.append(f"flash needs {f['total']} bytes (code {f['code']}, constants {f['constants']}, "
+                     f"data {f['data_init']}) but has {f['capacity']}: {-f['headroom']} bytes over")
+    if r["headroom"] < 0:
+        parts.append(f"RAM needs {r['total']} bytes (data {r['data']}, bss {r['bss']} incl. "
+                     f"activations {r['activations']}, stack {r['stack_reserved']}) but has "
+                     f"{r['capacity']}: {-r['headroom']} bytes over")
+    return f"the model does not fit {board.name}: " + "; ".join(parts)
+
+
+def build_firmware(board: Board | str, model_dir, out_dir, progress: Callable[[str], None] | None = None,
+                   fc_kernel: str | None = None) -> dict:
+    """Build the HIL firmware for ``board`` from ``model_dir/model_int8.tflite`` into ``out_dir``.
+
+    ``fc_kernel`` overrides the board's FULLY_CONNECTED variant (reference | dsp | dsp_rotate).
+    Returns a summary: board, paths of the ELF, map and memory.json, and the memory report.
+    """
+    # the function, not the package attribute (which importing the submodule replaces)
+    from cpr_edge.codegen.generate import generate
+
+    board = load_board(board) if isinstance(board, str) else board
+    log = progress or (lambda msg: None)
+    tflite = Path(model_dir) / "model_int8.tflite"
+    if not tflite.is_file():
+        raise CprError(f"{tflite} not found: pass an export folder (cpr-edge export) as --model")
+    _check_tools()
+    variant = fc_kernel or board.fc_kernel
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        log(f"generating C from {tflite}")
+        gen = generate(tflite, tmp / "model")
+        write_text_atomic(tmp / "board_config.h", board_config_h(board))
+        variables = {"OUT": str(tmp), "CONFIG_DIR": str(tmp), "MODEL_DIR": str(tmp / "model"),
+                     "APP": "hil", **make_variables(board, variant)}
+        log(f"compiling for {board.name} ({board.core}, FULLY_CONNECTED {variant})")
+        res = _make(variables, log)
+        elf = tmp / "firmware.elf"
+        if res.returncode != 0:
+            if "overflowed" not in res.stderr and "will not fit" not in res.stderr:
+                raise CprError(f"firmware build for {board.name} failed: {_first_error(res.stderr)}")
+            # Link once more, keeping the oversized image, only to measure it for the message.
+            _make({**variables, "LDEXTRA": "-Wl,--noinhibit-exec"}, log)
+            if not elf.is_file():
+                raise CprError(f"the model does not fit {board.name}: {_first_error(res.stderr)}")
+            mem = memory_report(elf, board, activation_bytes=gen["activation_bytes"])
+            raise CprError(_overflow_message(board, mem))
+        model_obj = tmp / "obj" / "model_model.o"
+        mem = memory_report(elf, board, model_obj, activation_bytes=gen["activation_bytes"])
+        if not mem["fits"]:
+            raise CprError(_overflow_message(board, mem))
+        mem["fc_kernel"] = variant
+        mem["model_sha256"] = gen["sha256"]
+        write_json_atomic(tmp / "memory.json", mem)
+        shutil.rmtree(tmp / "obj")
+        log(f"{board.name}: flash {mem['flash']['total']} / {mem['flash']['capacity']} bytes, "
+            f"RAM {mem['ram']['total']} / {mem['ram']['capacity']} bytes")
+    return {"board": board.name, "out_dir": str(out_dir), "elf": str(out_dir / "firmware.elf"),
+            "map": str(out_dir / "firmware.map"), "memory_json": str(out_dir / "memory.json"),
+            "fc_kernel": variant, "model_sha256": gen["sha256"], "memory": mem}
+
+
+def build_test_image(board: Board | str, out_dir, progress: Callable[[str], None] | None = None) -> Path:
+    """Build the on-target unit tests (firmware/tests/test_on_target.c) for an emulated board;
+    run the returned ELF with ``board.semihosting_command(elf)``: exit status 0 = all passed."""
+    board = load_board(board) if isinstance(board, str) else board
+    _check_tools()
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        write_text_atomic(tmp / "board_config.h", board_config_h(board))
+        variables = {"OUT": str(tmp), "CONFIG_DIR": str(tmp), "APP": "unittest",
+                     **{k: v for k, v in make_variables(board, "reference").items()
+                        if not k.startswith(("RUNTIME", "FC_"))}}
+        res = _make(variables, progress or (lambda msg: None))
+        if res.returncode != 0:
+            raise CprError(f"test image build for {board.name} failed: {_first_error(res.stderr)}")
+        shutil.rmtree(tmp / "obj")
+    return out_dir / "firmware.elf"
+
+
+def _first_error(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if "error" in ln.lower() or "overflow" in ln.lower()]
+    return (lines or stderr.strip().splitlines() or ["(no output)"])[0][:300]

@@ -1,0 +1,45 @@
+"""``cpr-edge build``: firmware for one board from an export folder."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("build", help="build the board firmware for an exported model",
+                       description="Generate C from MODEL/model_int8.tflite, compile and link it for a "
+                                   "board; writes firmware.elf, firmware.map and memory.json. A model "
+                                   "that does not fit the board is refused with the numbers.")
+    p.add_argument("--list-boards", action="store_true", help="print the board names, one per line")
+    p.add_argument("--board", default="qemu-mps2-an386", help="board name (default qemu-mps2-an386)")
+    p.add_argument("--model", help="export folder holding model_int8.tflite")
+    p.add_argument("--out", help="output folder (default MODEL/firmware/BOARD)")
+    p.add_argument("--fc-kernel", choices=["reference", "dsp", "dsp_rotate"],
+                   help="override the board's FULLY_CONNECTED kernel variant")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=cmd_build)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from cpr_edge.boards import list_boards, load_board
+    from cpr_edge.build import build_firmware, default_out_dir
+    from cpr_edge.cli import emit
+    from cpr_edge.errors import CprError
+
+    if args.list_boards:
+        names = list_boards()
+        emit(args, {"boards": names}, "\n".join(names))
+        return 0
+    if not args.model:
+        raise CprError("--model DIR is required (an export folder), or use --list-boards")
+    board = load_board(args.board)
+    out = args.out or default_out_dir(args.model, board.name)
+    res = build_firmware(board, args.model, out, progress=lambda m: print(m, file=sys.stderr),
+                         fc_kernel=args.fc_kernel)
+    f, r = res["memory"]["flash"], res["memory"]["ram"]
+    emit(args, res,
+         f"wrote {res['elf']}\n"
+         f"  flash {f['total']:>8} / {f['capacity']} bytes  (code {f['code']}, constants {f['constants']})\n"
+         f"  RAM   {r['total']:>8} / {r['capacity']} bytes  (data {r['data']}, bss {r['bss']} incl. "
+         f"activations {r['activations']}, stack {r['stack_reserved']})")
+    return 0

@@ -1,0 +1,141 @@
+"""cpr-edge build: board definitions, a real arm-none-eabi-gcc build for every board (real
+boards included), memory.json, and the refusal of a model that does not fit."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import re
+import struct
+
+import pytest
+
+from cpr_edge.boards import list_boards, load_board
+from cpr_edge.build import build_firmware, firmware_dir
+from cpr_edge.build.memory import section_sizes
+from cpr_edge.cli import main
+from cpr_edge.errors import CprError
+
+EMULATED = ["qemu-mps2-an386", "qemu-mps2-an500", "qemu-mps2-an505", "qemu-netduinoplus2"]
+
+
+def run_cli(argv):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(argv)
+    return rc, out.getvalue()
+
+
+def test_list_boards_prints_one_name_per_line():
+    rc, out = run_cli(["build", "--list-boards"])
+    assert rc == 0
+    names = out.split()
+    assert names == list_boards()
+    assert set(EMULATED) <= set(names)
+    real = [n for n in names if load_board(n).kind == "real"]
+    assert len(real) >= 2
+    assert any(load_board(n).uart["driver"] == "usart_stm32f4" for n in real)
+
+
+def test_unknown_board_is_a_clear_error(capsys, tmp_path):
+    assert main(["build", "--board", "no-such-board", "--model", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert "unknown board 'no-such-board'" in err and "qemu-mps2-an386" in err
+
+
+@pytest.mark.parametrize("name", list_boards())
+def test_board_definition_agrees_with_its_linker_script(name):
+    b = load_board(name)
+    ld = (firmware_dir() / "linker" / b.linker_script).read_text()
+    origins = dict(re.findall(r"(FLASH|RAM)\s*\(\w+\)\s*:\s*ORIGIN\s*=\s*(0x[0-9A-Fa-f]+)", ld))
+    assert int(origins["FLASH"], 16) == b.flash_origin
+    assert int(origins["RAM"], 16) == b.ram_origin
+    assert (firmware_dir() / "drivers" / f"{b.uart['driver']}.c").is_file()
+    if b.emulated:
+        cmd = b.qemu_command("fw.elf", 1234, 1235)
+        assert cmd[0] == "qemu-system-arm" and "fw.elf" in cmd and "-icount" in cmd
+        assert any("port=1234" in a for a in cmd) and any("1235" in a for a in cmd)
+        assert b.counter_unit == "instructions"
+    else:
+        assert b.flash_command("fw.elf")[:2] == ["pyocd", "flash"]
+        assert b.counter_unit == "cycles"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_boards())
+def test_every_board_builds_with_memory_json(name, hil_model_dir, tmp_path, capsys):
+    board = load_board(name)
+    out = tmp_path / name
+    if name == "qemu-mps2-an505":  # one board through the command line, with --json
+        rc = main(["build", "--board", name, "--model", str(hil_model_dir), "--out", str(out), "--json"])
+        captured = capsys.readouterr()
+        assert rc == 0 and f"{name}: flash" in captured.err  # progress on stderr
+        res = json.loads(captured.out)  # one JSON object on stdout
+        assert res["board"] == name and res["elf"] == str(out / "firmware.elf")
+    else:
+        res = build_firmware(board, hil_model_dir, out)
+    assert {"firmware.elf", "firmware.map", "memory.json", "board_config.h"} <= {p.name for p in out.iterdir()}
+    assert not (out / "obj").exists()
+    mem = json.loads((out / "memory.json").read_text())
+    assert mem == json.loads(json.dumps(res["memory"]))
+    f, r = mem["flash"], mem["ram"]
+    codegen = json.loads((out / "model" / "codegen.json").read_text())
+    # flash: code + constants (weights among them) + .data image, within capacity
+    assert f["total"] == f["code"] + f["constants"] + f["data_init"] <= f["capacity"] == board.flash_size
+    assert f["headroom"] == f["capacity"] - f["total"]
+    assert codegen["weight_bytes"] <= f["model_constants"] <= f["constants"]
+    # RAM: the activation arena is the generated plan's, the stack the board's
+    assert r["activations"] == codegen["activation_bytes"] and r["activations"] <= r["bss"]
+    assert r["stack_reserved"] == board.stack_bytes
+    assert r["total"] == r["data"] + r["bss"] + r["stack_reserved"] <= r["capacity"] == board.ram_size
+    assert mem["fits"] and mem["fc_kernel"] == board.fc_kernel
+    # the ELF really is laid out for this board: vector table at the flash origin, initial
+    # stack pointer at the top of the reserved stack, reset handler in flash (Thumb bit set)
+    elf = (out / "firmware.elf").read_bytes()
+    sizes = section_sizes(out / "firmware.elf")
+    assert sizes[".text"] + sizes[".rodata"] + sizes.get(".ARM.exidx", 0) == f["code"] + f["constants"]
+    text_off = _section_offset(elf, ".text")
+    sp, reset = struct.unpack_from("<II", elf, text_off)
+    assert board.ram_origin < sp <= board.ram_origin + board.ram_size
+    assert reset & 1 and board.flash_origin <= reset - 1 < board.flash_origin + f["total"]
+    assert b"qemu" in elf or board.kind == "real"
+    assert name.encode() in elf  # BOARD_ID, sent in HELLO
+
+
+def _section_offset(elf: bytes, wanted: str) -> int:
+    """File offset of a section of a 32-bit little-endian ELF."""
+    shoff, = struct.unpack_from("<I", elf, 0x20)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 0x2E)
+    strtab_off = struct.unpack_from("<I", elf, shoff + shstrndx * shentsize + 0x10)[0]
+    for i in range(shnum):
+        name_off, = struct.unpack_from("<I", elf, shoff + i * shentsize)
+        name = elf[strtab_off + name_off:elf.index(b"\0", strtab_off + name_off)].decode()
+        if name == wanted:
+            return struct.unpack_from("<I", elf, shoff + i * shentsize + 0x10)[0]
+    raise KeyError(wanted)
+
+
+@pytest.mark.slow
+def test_model_that_does_not_fit_is_refused_with_numbers(hil_model_dir, tmp_path):
+    # the same STM32F4 port with the memory of a much smaller part: 64 KB flash, 4 KB RAM
+    small = dataclasses.replace(load_board("qemu-netduinoplus2"), flash_size=64 * 1024, ram_size=4 * 1024)
+    out = tmp_path / "fw"
+    with pytest.raises(CprError) as e:
+        build_firmware(small, hil_model_dir, out)
+    msg = str(e.value)
+    assert msg.startswith("the model does not fit qemu-netduinoplus2")
+    flash = re.search(r"flash needs (\d+) bytes \(code (\d+), constants (\d+), data (\d+)\) "
+                      r"but has 65536: (\d+) bytes over", msg)
+    ram = re.search(r"RAM needs (\d+) bytes .*stack 8192\) but has 4096: (\d+) bytes over", msg)
+    assert flash and ram, msg
+    need, code, const, data, over = map(int, flash.groups())
+    assert need == code + const + data and over == need - 65536 > 0
+    assert int(ram.group(2)) == int(ram.group(1)) - 4096 > 0
+    assert not out.exists()  # nothing written, nothing that could be flashed
+
+
+def test_missing_model_is_a_clear_error(tmp_path, capsys):
+    assert main(["build", "--board", "qemu-mps2-an386", "--model", str(tmp_path)]) != 0
+    assert "model_int8.tflite not found" in capsys.readouterr().err
+    assert not (tmp_path / "firmware").exists()
