@@ -75,3 +75,15 @@ def hil_model_dir(tiny_checkpoint, tmp_path_factory):
     export_checkpoint(tiny_checkpoint, model)
     build_firmware("qemu-mps2-an386", model, model / "firmware" / "qemu-mps2-an386")
     return model
+
+
+@pytest.fixture(scope="session")
+def codegen_odd_float_export(tmp_path_factory):
+    """Export folder (real export: float I/O, per-tensor weights) of an untrained checkpoint
+    whose encoder/policy widths are odd, as structured pruning leaves them (codegen tests)."""
+    from cpr_edge.export.pipeline import export_checkpoint
+
+    root = tmp_path_factory.mktemp("codegen_odd")
+    ck = build_checkpoint(root / "odd.pt", encoder=[179], pi=[61, 37], latent_dim=23)
+    export_checkpoint(ck, root / "model", io="float", granularity="per-tensor")
+    return root / "model"
