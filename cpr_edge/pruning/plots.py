@@ -30,7 +30,8 @@ def _save(plt, fig, path: Path) -> Path:
 
 
 def plot_sweep(rows: list[dict], path: Path, y: str = "return", ylabel: str = "policy-only return",
-               panel: str = "recover", x: str = "ratio") -> Path:
+               panel: str = "recover", x: str = "ratio", baseline: str = "return_unpruned",
+               logy: bool = False) -> Path:
     """One panel per ``panel`` value; one line per metric (mean over seeds), band = min..max."""
     panels = sorted({r[panel] for r in rows}, key=lambda v: (v != "none", v))
     plt, fig, axes = _figure(len(panels))
@@ -47,8 +48,10 @@ def plot_sweep(rows: list[dict], path: Path, y: str = "return", ylabel: str = "p
             hi = np.array([np.max(by_x[v]) for v in xs])
             ax.plot(xs, mean, "o-", color=COLORS.get(metric), label=metric)
             ax.fill_between(xs, lo, hi, color=COLORS.get(metric), alpha=0.15)
-        if "return_unpruned" in sub[0]:
-            ax.axhline(np.mean([float(r["return_unpruned"]) for r in sub]), ls="--", color="k", lw=1, label="unpruned")
+        if baseline in sub[0]:
+            ax.axhline(np.mean([float(r[baseline]) for r in sub]), ls="--", color="k", lw=1, label="unpruned")
+        if logy:
+            ax.set_yscale("log")
         ax.set_title(f"{panel}: {pv}")
         ax.set_xlabel("pruning ratio" if x == "ratio" else x)
         ax.set_ylabel(ylabel)

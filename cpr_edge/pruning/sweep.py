@@ -36,9 +36,9 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
-def write_rows(path: Path, rows: list[dict]) -> None:
+def write_rows(path: Path, rows: list[dict], fields: list[str] = FIELDS) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS)
+    w = csv.DictWriter(buf, fieldnames=fields)
     w.writeheader()
     w.writerows(rows)
     write_text_atomic(path, buf.getvalue())
