@@ -18,7 +18,7 @@ VERSION = 1
 class ImportanceTracker:
     """Accumulates grad / fisher / bayes scores per unit, with EMA smoothing and a trace."""
 
-    def __init__(self, ema_horizon: float = 1000.0, snapshot_every: int = 250,
+    def __init__(self, ema_horizon: float = 1000.0, snapshot_every: int = 100,
                  bayes_n_data: float = 10_000.0, bayes_prior_precision: float = 1e-4):
         self.config = {"ema_horizon": float(ema_horizon), "snapshot_every": int(snapshot_every),
                        "bayes_n_data": float(bayes_n_data), "bayes_prior_precision": float(bayes_prior_precision)}
