@@ -170,3 +170,20 @@ def test_cli_prune_bad_input_is_one_line(tiny_checkpoint, tmp_path, capsys, argv
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("cpr-edge: error: ") and message in err and "\n" not in err
     assert not out.exists()
+
+
+def test_recoveries_train_the_pruned_agent(pruned_case):
+    """Distillation lowers its imitation loss; fine-tuning runs real TD-MPC updates on the pruned shapes."""
+    from cpr_edge.pruning.recovery import distill, finetune
+
+    ck, agent, _, _, _, new = pruned_case
+    import copy
+
+    student = copy.deepcopy(new)
+    losses = distill(student, agent, ck.replay_obs(), steps=60, batch_size=64)
+    assert losses[-1] < losses[0]
+    tuned = copy.deepcopy(new)
+    before = tuned.model.q1.net[0].weight.clone()
+    losses = finetune(tuned, ck.replay, steps=2, batch_size=16)
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert not torch.equal(tuned.model.q1.net[0].weight, before)

@@ -38,7 +38,7 @@ def param_summary(arch) -> dict:
             "macs": {k: v["macs"] for k, v in c.items()}}
 
 
-def _returns(agent, task, episodes, seed) -> list[float]:
+def policy_returns(agent, task, episodes, seed) -> list[float]:
     return [float(r) for r in evaluate(agent, task, episodes, "policy", seed)] if episodes > 0 else []
 
 
@@ -78,8 +78,9 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
         f"({1 - after[target] / before[target]:.1%} removed), latent {agent.arch.latent_dim} -> {pruned.arch.latent_dim}")
 
     t = time.perf_counter()
-    r_unpruned = list(unpruned_returns) if unpruned_returns is not None else _returns(agent, ck.task, eval_episodes, seed)
-    r_pruned = _returns(pruned, ck.task, eval_episodes, seed)
+    r_unpruned = (list(unpruned_returns) if unpruned_returns is not None
+                  else policy_returns(agent, ck.task, eval_episodes, seed))
+    r_pruned = policy_returns(pruned, ck.task, eval_episodes, seed)
     times["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
     losses: list[float] = []
@@ -89,7 +90,8 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
         losses = finetune(pruned, ck.replay, recover_steps, finetune_batch, seed)
     times["recover"] = time.perf_counter() - t
     t = time.perf_counter()
-    r_recovered = _returns(pruned, ck.task, eval_episodes, seed) if recover != "none" and recover_steps > 0 else r_pruned
+    recovered = recover != "none" and recover_steps > 0
+    r_recovered = policy_returns(pruned, ck.task, eval_episodes, seed) if recovered else r_pruned
     times["evaluate"] += time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     mean = lambda r: float(np.mean(r)) if r else None

@@ -12,7 +12,7 @@ import numpy as np
 from cpr_edge.agents.checkpoint import Checkpoint
 from cpr_edge.errors import CprError
 from cpr_edge.fileio import write_text_atomic
-from cpr_edge.pruning.prune import _returns, check_args, prune_checkpoint
+from cpr_edge.pruning.prune import check_args, policy_returns, prune_checkpoint
 
 FIELDS = ["task", "metric", "ratio", "allocation", "target", "seed", "recover", "recover_steps", "episodes",
           "importance_source", "params_deployed_before", "params_deployed_after", "params_all_before",
@@ -86,7 +86,7 @@ def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: li
                 if not needed:
                     continue
                 if unpruned is None:
-                    unpruned = _returns(ck.agent, ck.task, episodes, seed)
+                    unpruned = policy_returns(ck.agent, ck.task, episodes, seed)
                     log(f"seed {seed}: unpruned policy-only return {np.mean(unpruned):.1f}")
                 real = [rec for rec in needed if rec != "none"] or ["none"]
                 for i, rec in enumerate(real):
@@ -150,7 +150,7 @@ def find_boundary(ck: Checkpoint, metrics: list[str], fraction: float = 0.95, it
     at least ``fraction`` of the unpruned return, assuming the return falls with the ratio."""
     for m in metrics:
         check_args(m, max_ratio, allocation, target, recover, recover_steps)
-    unpruned = _returns(ck.agent, ck.task, episodes, seed)
+    unpruned = policy_returns(ck.agent, ck.task, episodes, seed)
     goal = fraction * float(np.mean(unpruned))
     log(f"unpruned policy-only return {np.mean(unpruned):.1f}; goal >= {goal:.1f}")
     result = {"task": ck.task, "fraction": fraction, "unpruned": float(np.mean(unpruned)), "allocation": allocation,
