@@ -1,0 +1,48 @@
+"""``cpr-edge export``: checkpoint -> verified int8 TFLM model folder."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    from cpr_edge.cli import add_checkpoint_args
+
+    p = sub.add_parser("export", help="export encoder + policy to an int8 TFLite Micro model",
+                       description="Export the deployed controller (observation -> encoder -> pi -> tanh "
+                                   "mean action) to a fully int8 .tflite, check that every op has an int8 "
+                                   "TFLM kernel, run it in the tflite-micro interpreter and write the "
+                                   "export folder (docs/export.md).")
+    add_checkpoint_args(p)
+    p.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    p.add_argument("--io", choices=["int8", "float"], default="int8", help="model input/output type (default int8)")
+    p.add_argument("--granularity", choices=["per-channel", "per-tensor"], default="per-channel",
+                   help="weight scales (default per-channel)")
+    p.add_argument("--allow-float", action="store_true",
+                   help="accept float ops left after the ELU rewrite (TFLM then runs them in float)")
+    p.add_argument("--compare-granularity", action="store_true",
+                   help="also build the other granularity and record its arena and error")
+    p.add_argument("--json", action="store_true", help="print export.json on stdout")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import sys
+
+    import torch
+
+    from cpr_edge.agents.checkpoint import resolve_checkpoint
+    from cpr_edge.cli import emit
+    from cpr_edge.export.pipeline import export_checkpoint
+
+    torch.set_num_threads(1)
+    path = resolve_checkpoint(args.checkpoint, args.task, args.preset)
+    info = export_checkpoint(path, args.out, io=args.io, granularity=args.granularity,
+                             allow_float=args.allow_float, compare_granularity=args.compare_granularity,
+                             progress=lambda line: print(f"export: {line}", file=sys.stderr, flush=True))
+    e, q = info["error"], info["output"]
+    text = (f"wrote {args.out}: {info['model_bytes']} bytes, ops {' '.join(info['op_resolver'])}, "
+            f"all int8: {info['all_int8']}, TFLM arena {info['tflm']['arena_bytes']} bytes, "
+            f"action error max {e['max_abs']:.4f} mean {e['mean_abs']:.4f}"
+            + (f" (output LSB {q['scale']:.5f})" if "scale" in q else ""))
+    emit(args, info, text)
+    return 0

@@ -1,0 +1,222 @@
+"""``export_checkpoint``: checkpoint -> verified int8 TFLM model folder (docs/export.md).
+
+Stages: ONNX graph -> TF import -> onnx2tf SavedModel -> int8 quantisation -> ELU island
+rewrite and op check -> TFLM verification (arena search, action error on held-back
+observations). The folder is written atomically: on any failure nothing is left behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import platform
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cpr_edge.agents.checkpoint import Checkpoint, load_checkpoint
+from cpr_edge.errors import CprError
+from cpr_edge.export import c_array, flatbuffer
+from cpr_edge.export.onnx_graph import OPSET, deployed_policy, export_onnx, reference_actions
+from cpr_edge.export.quantize import GRANULARITIES, IO_TYPES, import_tensorflow, onnx_to_saved_model, quantize
+from cpr_edge.export.tflm_ops import check_ops, op_resolver_header
+from cpr_edge.export.tflm_run import run_tflm, smallest_arena
+from cpr_edge.fileio import atomic_dir, write_json_atomic
+
+FORMAT, VERSION = "cpr-edge/export", 1
+MIN_CALIBRATION = 32
+"""Fewer calibration observations than this give meaningless int8 ranges: refuse."""
+MAX_CALIBRATION = 1000
+"""Calibration cost grows linearly; a thousand spread-out observations pin the ranges."""
+MAX_HELD_OUT = 1000
+
+
+def split_observations(ck: Checkpoint) -> tuple[np.ndarray, np.ndarray]:
+    """Calibration and held-back observations from the replay sample, never overlapping.
+
+    With two or more episodes the last fifth of the episodes (at least one) is held back;
+    with one episode every other step is. Both are evenly thinned to their caps.
+    """
+    obs = ck.replay.get("obs") if ck.replay else None
+    if obs is None or np.asarray(obs).size == 0:
+        raise CprError("no calibration data: the checkpoint has no replay observations")
+    obs = np.asarray(obs, dtype=np.float32)
+    if obs.ndim != 3 or obs.shape[-1] != ck.arch.obs_dim:
+        raise CprError(f"no usable calibration data: replay obs has shape {list(obs.shape)}, "
+                       f"expected [episodes, steps, {ck.arch.obs_dim}]")
+    if not np.all(np.isfinite(obs)):
+        raise CprError("calibration data is not finite: the replay observations contain NaN or inf")
+    dim = obs.shape[-1]
+    if obs.shape[0] >= 2:
+        held_eps = max(1, obs.shape[0] // 5)
+        calib, held = obs[:-held_eps].reshape(-1, dim), obs[-held_eps:].reshape(-1, dim)
+    else:
+        flat = obs.reshape(-1, dim)
+        calib, held = flat[0::2], flat[1::2]
+    if len(calib) < MIN_CALIBRATION or len(held) < 1:
+        raise CprError(f"not enough calibration data: {len(calib)} replay observations "
+                       f"(need at least {MIN_CALIBRATION} plus held-back ones)")
+    return _thin(calib, MAX_CALIBRATION), _thin(held, MAX_HELD_OUT)
+
+
+def _thin(x: np.ndarray, cap: int) -> np.ndarray:
+    if len(x) <= cap:
+        return x
+    return x[np.linspace(0, len(x) - 1, cap).round().astype(int)]
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_int8(saved_model: Path, calib: np.ndarray, io: str, granularity: str,
+               allow_float: bool, work: Path) -> dict:
+    """Quantise, fuse the float ELU islands, check the ops; the model bytes and what was done."""
+    raw = quantize(saved_model, calib, work / "tensorflow.log", io=io, granularity=granularity)
+    model = flatbuffer.load_model(raw)
+    fused = flatbuffer.fuse_float_islands(model)
+    float_kept = check_ops(model, allow_float)
+    data = flatbuffer.align(flatbuffer.save_model(model), work)
+    model = flatbuffer.load_model(data)
+    return {"bytes": data, "model": model, "fused": fused, "float_ops": float_kept,
+            "converter_ops": flatbuffer.op_names(flatbuffer.load_model(raw))}
+
+
+def verify(data: bytes, model, ck: Checkpoint, held: np.ndarray, work: Path, name: str) -> dict:
+    """Smallest TFLM arena, then TFLM actions at exactly that arena against PyTorch float."""
+    path = work / name
+    path.write_bytes(data)
+    arena, allocations, tries = smallest_arena(path)
+    input_q, output_q = flatbuffer.io_quant(model, "input"), flatbuffer.io_quant(model, "output")
+    got = run_tflm(data, held, input_q, output_q, arena)
+    want = reference_actions(ck, held)
+    if got.shape != want.shape:
+        raise CprError(f"TFLM output shape {list(got.shape)} differs from PyTorch {list(want.shape)}")
+    err = np.abs(got - want)
+    error = {"max_abs": float(err.max()), "mean_abs": float(err.mean()),
+             "rmse": float(np.sqrt((err ** 2).mean())), "p99_abs": float(np.quantile(err, 0.99)),
+             "observations": int(len(held)),
+             "reference": "PyTorch float encoder -> pi (tanh mean) on held-back replay observations"}
+    if "scale" in output_q:
+        error["max_lsb"] = error["max_abs"] / output_q["scale"]
+        error["mean_lsb"] = error["mean_abs"] / output_q["scale"]
+    tflm = {"arena_bytes": int(arena), "arena_search_tries": int(tries), "allocations": allocations,
+            "interpreter": f"tflite-micro {_version('tflite_micro')} (Python, {platform.machine()})"}
+    return {"tflm": tflm, "error": error}
+
+
+def export_checkpoint(checkpoint: str | Path | Checkpoint, out_dir: str | Path, io: str = "int8",
+                      granularity: str = "per-channel", allow_float: bool = False,
+                      progress: Callable[[str], None] | None = None,
+                      compare_granularity: bool = False) -> dict:
+    say = progress or (lambda line: None)
+    if io not in IO_TYPES:
+        raise CprError(f"io must be one of {', '.join(IO_TYPES)}, not {io!r}")
+    if granularity not in GRANULARITIES:
+        raise CprError(f"granularity must be one of {', '.join(GRANULARITIES)}, not {granularity!r}")
+    ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    calib, held = split_observations(ck)
+    times: dict[str, float] = {}
+    out_dir = Path(out_dir)
+
+    with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory(prefix="cpr-export-") as scratch:
+        work = Path(scratch)
+        t = time.perf_counter()
+        say(f"[1/6] ONNX: encoder -> pi, obs {ck.arch.obs_dim} -> action {ck.arch.act_dim}, opset {OPSET}")
+        onnx_ops = export_onnx(deployed_policy(ck), ck.arch.obs_dim, tmp / "model.onnx")
+        times["onnx"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        say("[2/6] importing TensorFlow")
+        import_tensorflow(work / "tensorflow.log")
+        times["tf_import"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        say("[3/6] onnx2tf: ONNX -> TF SavedModel")
+        saved_model = onnx_to_saved_model(tmp / "model.onnx", work / "saved_model", work / "tensorflow.log")
+        times["onnx2tf"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        say(f"[4/6] quantising: {granularity} int8 weights, {io} I/O, {len(calib)} calibration observations")
+        built = build_int8(saved_model, calib, io, granularity, allow_float, work)
+        times["quantize"] = time.perf_counter() - t
+        ops = flatbuffer.op_names(built["model"])
+        say(f"      ops: {' '.join(ops)}"
+            + (f" (fused {len(built['fused'])} float {built['fused'][0]} islands)" if built["fused"] else ""))
+
+        t = time.perf_counter()
+        say(f"[5/6] verifying in TFLM: arena search (one subprocess per try), {len(held)} held-back observations")
+        checked = verify(built["bytes"], built["model"], ck, held, work, "model_int8.tflite")
+        times["verify"] = time.perf_counter() - t
+        say(f"      arena {checked['tflm']['arena_bytes']} bytes, action error max "
+            f"{checked['error']['max_abs']:.4f} mean {checked['error']['mean_abs']:.4f}")
+
+        costs = {}
+        if compare_granularity:
+            t = time.perf_counter()
+            other = GRANULARITIES[1 - GRANULARITIES.index(granularity)]
+            say(f"[5/6] comparing with {other} weights")
+            alt = build_int8(saved_model, calib, io, other, allow_float, work)
+            alt_checked = verify(alt["bytes"], alt["model"], ck, held, work, f"model_{other}.tflite")
+            for g, b, c in ((granularity, built, checked), (other, alt, alt_checked)):
+                costs[g] = {"model_bytes": len(b["bytes"]), "arena_bytes": c["tflm"]["arena_bytes"],
+                            "error_max_abs": c["error"]["max_abs"], "error_mean_abs": c["error"]["mean_abs"]}
+            times["compare_granularity"] = time.perf_counter() - t
+
+        say("[6/6] writing artefacts")
+        data = built["bytes"]
+        digest = hashlib.sha256(data).hexdigest()
+        (tmp / "model_int8.tflite").write_bytes(data)
+        (tmp / "model_data.h").write_text(c_array.model_header(len(data), digest))
+        (tmp / "model_data.c").write_text(c_array.model_source(data, digest))
+        (tmp / "op_resolver.h").write_text(op_resolver_header(ops))
+        float_left = [f for f in flatbuffer.float_ops(built["model"]) if not f.boundary]
+        info = {
+            "format": FORMAT, "version": VERSION,
+            "task": ck.task, "preset": ck.preset,
+            "checkpoint": _checkpoint_ref(ck),
+            "obs_dim": ck.arch.obs_dim, "act_dim": ck.arch.act_dim, "arch": ck.arch.to_dict(),
+            "io": io, "granularity": granularity, "allow_float": allow_float,
+            "normalization": _plain(ck.normalization or {"kind": "none"}),
+            "normalization_folded": (ck.normalization or {}).get("kind", "none") != "none",
+            "ops": ops, "op_resolver": list(dict.fromkeys(ops)),
+            "converter_ops": built["converter_ops"], "fused_islands": built["fused"],
+            "float_ops": [f.name for f in float_left], "all_int8": not float_left,
+            "input": flatbuffer.io_quant(built["model"], "input"),
+            "output": flatbuffer.io_quant(built["model"], "output"),
+            "tensors": flatbuffer.tensor_table(built["model"]),
+            "model_bytes": len(data), "sha256": digest,
+            "tflm": checked["tflm"], "error": checked["error"],
+            "calibration": {"observations": int(len(calib)), "held_out": int(len(held)),
+                            "source": "checkpoint replay sample (held-back episodes excluded)"},
+            "onnx": {"opset": OPSET, "ops": onnx_ops},
+            "granularity_costs": costs,
+            "timings_s": {k: round(v, 3) for k, v in times.items()},
+            "tools": {d: _version(d) for d in ("torch", "onnx", "onnx2tf", "tensorflow", "tflite_micro")},
+            "files": ["model.onnx", "model_int8.tflite", "model_data.c", "model_data.h",
+                      "op_resolver.h", "export.json"],
+        }
+        write_json_atomic(tmp / "export.json", info)
+    return info
+
+
+def _checkpoint_ref(ck: Checkpoint) -> dict:
+    if ck.path is None or not Path(ck.path).is_file():
+        return {"path": None, "sha256": None}
+    return {"path": str(Path(ck.path).resolve()), "sha256": hashlib.sha256(Path(ck.path).read_bytes()).hexdigest()}
+
+
+def _plain(obj):
+    """Normalisation entries may be tensors or arrays: make them JSON lists."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
