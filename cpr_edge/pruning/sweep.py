@@ -109,7 +109,10 @@ def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: li
         plots.append(str(plot_trace(trace, out / "importance_trace.png")))
     else:
         log("no importance trace in this checkpoint (train with --importance): trace plot skipped")
-    return {"csv": str(csv_path), "rows": len(rows), "plots": plots, "summary": summarize(rows)}
+    summary = summarize(rows)
+    write_text_atomic(out / "sweep_summary.md", summary_markdown(summary))
+    return {"csv": str(csv_path), "rows": len(rows), "plots": plots, "summary": summary,
+            "summary_md": str(out / "sweep_summary.md")}
 
 
 def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -140,6 +143,35 @@ def summarize(rows: list[dict], baseline: str = "l1") -> list[dict]:
             item.update({f"diff_vs_{baseline}": d_mean, f"diff_ci95": d_half})
         out.append(item)
     return out
+
+
+def summary_markdown(summary: list[dict], baseline: str = "l1") -> str:
+    """Tables per recovery: mean return ± 95% CI over seeds, and the paired difference to ``baseline``."""
+    lines = []
+    for rec in sorted({s["recover"] for s in summary}, key=lambda r: (r != "none", r)):
+        sub = [s for s in summary if s["recover"] == rec]
+        metrics = sorted({s["metric"] for s in sub}, key=lambda m: (m == baseline, m))
+        ratios = sorted({s["ratio"] for s in sub})
+        cell = {(s["ratio"], s["metric"]): s for s in sub}
+        lines += [f"### recovery: {rec}", "", "| ratio | " + " | ".join(metrics) + " |",
+                  "|---|" + "---|" * len(metrics)]
+        for r in ratios:
+            row = []
+            for m in metrics:
+                c = cell.get((r, m))
+                if not c:
+                    row.append("")
+                    continue
+                text = f"{c['mean']:.0f} ± {c['ci95']:.0f}"
+                if f"diff_vs_{baseline}" in c:
+                    text += f" (Δ{baseline} {c[f'diff_vs_{baseline}']:+.0f} ± {c['diff_ci95']:.0f})"
+                row.append(text)
+            lines.append(f"| {r:.2f} | " + " | ".join(row) + " |")
+        lines.append("")
+    n = max((s["n"] for s in summary), default=0)
+    lines.append(f"Mean policy-only return over {n} seeds ± half-width of the 95% Student-t interval; "
+                 f"Δ{baseline}: paired difference to {baseline} (same seeds and evaluation episodes).")
+    return "\n".join(lines) + "\n"
 
 
 def find_boundary(ck: Checkpoint, metrics: list[str], fraction: float = 0.95, iters: int = 5,
