@@ -71,7 +71,7 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
     sizes = {g.name: g.size for g in groups}
     kept = {n: sorted(set(range(sizes[n])) - set(removed.get(n, []))) for n in sizes}
     t = time.perf_counter()
-    pruned = prune_agent(agent, removed)
+    pruned = prune_agent(agent, removed, seed)
     times["prune"] = time.perf_counter() - t
     before, after = param_summary(agent.arch), param_summary(pruned.arch)
     say(f"pruned {target} params {before[target]} -> {after[target]} "

@@ -56,7 +56,7 @@ def lowest(scores: torch.Tensor, n: int) -> list[int]:
     return sorted(order[:n].tolist())
 
 
-def prune_agent(agent: TDMPC, removed: dict[str, list[int]]) -> TDMPC:
+def prune_agent(agent: TDMPC, removed: dict[str, list[int]], seed: int = 0) -> TDMPC:
     """A new agent without the ``removed`` unit indices of each group (latent last).
 
     The model is pruned group by group through its dependency graph; the EMA target replays
@@ -72,7 +72,7 @@ def prune_agent(agent: TDMPC, removed: dict[str, list[int]]) -> TDMPC:
     told_graph(target).load_pruning_history(DG.pruning_history())
     widths = {n: groups[n].size - len(ix) for n, ix in removed.items()}
     arch = arch_with(agent.arch, widths)
-    new = TDMPC(agent.cfg, arch, init=False)
+    new = TDMPC(agent.cfg, arch, seed=seed, init=False)  # (seeds torch's global RNG)
     new.model.load_state_dict(model.state_dict())
     new.target.load_state_dict(target.state_dict())
     new.target.requires_grad_(False)
