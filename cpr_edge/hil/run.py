@@ -79,9 +79,13 @@ def _board_run(cfg: HilConfig, label: str, model_dir: Path, elf: Path, task: str
     if log and is_emulated(cfg.board):
         kw["log_path"] = log
     t0 = time.perf_counter()
+    verb = "booting" if is_emulated(cfg.board) else "flashing"
+    progress(f"boot/flash: {verb} {board_field(cfg.board, 'name')} with {elf} ({LABELS[label]})")
     with open_session(cfg.board, elf, sha, cfg.port, **kw) as s:
         boot_s = time.perf_counter() - t0
         h = s.hello
+        progress(f"boot/flash: HELLO after {boot_s:.2f} s: {h.board_id}, {h.fw_version}, model {h.model_sha256[:12]}, "
+                 f"{h.counter_unit} at {h.clock_hz / 1e6:g} MHz")
         if h.input_len != spec["obs_dim"] or h.output_len != spec["act_dim"]:
             raise CprError(f"board model takes {h.input_len} inputs / gives {h.output_len} outputs; "
                            f"task {task} has obs_dim {spec['obs_dim']}, act_dim {spec['act_dim']}")

@@ -1,0 +1,228 @@
+"""``cpr-edge prune-and-flash``: the main job, every stage in one run.
+
+1 prune  2 recover  3 export  4 verify with TFLM  5 generate code  6 build  7 boot/flash
+8 HIL episodes against the baselines  9 report.  Exit status 0 only if every check passes.
+
+Run folder (``--out``)::
+
+    pruned.pt  prune.json              the pruned, recovered checkpoint and what pruning did
+    model/                             export of the pruned checkpoint (model_int8.tflite, export.json)
+    model/firmware/BOARD/                 generated code, firmware.elf, memory.json
+    baseline/  baseline/firmware/BOARD/   the same for the unpruned checkpoint (baseline b)
+    report.json report.md *.png episodes.npz qemu-*.log
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from cpr_edge.errors import CprError
+
+STAGES = ["prune", "recover", "export", "verify", "generate", "build", "boot", "hil", "report"]
+STAGE_TITLES = {"prune": "prune", "recover": "recover", "export": "export int8",
+                "verify": "verify with TFLM", "generate": "generate code", "build": "build firmware",
+                "boot": "boot/flash", "hil": "HIL episodes against baselines", "report": "report"}
+
+
+def register(sub) -> None:
+    from cpr_edge.cli import add_checkpoint_args
+    from cpr_edge.hil.commands import add_hil_args
+
+    p = sub.add_parser("prune-and-flash", help="the main job: prune, export, build, run on the board, check, report",
+                       description="Prune a TD-MPC checkpoint, recover, export int8, verify with TFLM, generate "
+                                   "code, build, boot (QEMU) or flash (real board), run closed-loop episodes "
+                                   "against the baselines and write the report. With no arguments: the shipped "
+                                   "cartpole-swingup small checkpoint, fisher importance, ratio 0.5, board "
+                                   "qemu-mps2-an386. Exit status 0 only if every check passes.")
+    add_checkpoint_args(p)
+    p.add_argument("--metric", default="fisher", help="importance metric (default fisher)")
+    p.add_argument("--ratio", type=float, default=0.5, help="fraction of deployed parameters to remove (default 0.5)")
+    p.add_argument("--recover-steps", type=int, default=300, help="distillation steps after pruning (default 300)")
+    p.add_argument("--board", default="qemu-mps2-an386", help="board name (default qemu-mps2-an386)")
+    add_hil_args(p)
+    p.add_argument("--out", default=None, help="run folder (default runs/TASK_PRESET-METRIC-RATIO-BOARD)")
+    p.add_argument("--json", action="store_true", help="print the report's checks and figures as one JSON object")
+    p.set_defaults(func=cmd_prune_and_flash)
+
+
+class StageClock:
+    """Numbers, times and announces the stages on stderr."""
+
+    def __init__(self, say):
+        self.say = say
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str, detail: str = ""):
+        i = STAGES.index(name) + 1
+        self.say(f"[{i}/{len(STAGES)}] {STAGE_TITLES[name]}" + (f": {detail}" if detail else ""))
+        t = time.perf_counter()
+        yield
+        self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t
+        self.say(f"[{i}/{len(STAGES)}] {STAGE_TITLES[name]} done in {self.times[name]:.1f} s")
+
+    def add(self, name: str, seconds: float) -> None:
+        self.times[name] = self.times.get(name, 0.0) + seconds
+
+
+class BuildTimer:
+    """Splits ``build_firmware`` into its code generation (stage 5) and compile (stage 6) by
+    the progress lines it prints."""
+
+    def __init__(self, say):
+        self.say, self.marks = say, []
+
+    def __call__(self, msg: str) -> None:
+        self.marks.append((time.perf_counter(), msg))
+        self.say(f"      {msg}")
+
+    def split(self, t0: float, t1: float) -> tuple[float, float]:
+        compile_at = next((t for t, m in self.marks if m.startswith("compiling")), t0)
+        return compile_at - t0, t1 - compile_at
+
+
+def export_and_build(ck, model_dir: Path, board, say, times: dict) -> tuple[dict, dict]:
+    """Stages 3-6 for one checkpoint: export (its TFLM verification timed as stage 4),
+    generate code and build. ``times`` receives the seconds per stage."""
+    from cpr_edge.build import build_firmware, default_out_dir
+    from cpr_edge.export.pipeline import export_checkpoint
+
+    t = time.perf_counter()
+    say(f"[3/9] export int8: {model_dir}")
+    info = export_checkpoint(ck, model_dir, progress=lambda m: say(f"      {m}"))
+    verify = float(info.get("timings_s", {}).get("verify", 0.0))
+    times["export"] = times.get("export", 0.0) + time.perf_counter() - t - verify
+    times["verify"] = times.get("verify", 0.0) + verify
+    say(f"[4/9] verify with TFLM: {info['model_bytes']} B int8 model, ops {' '.join(dict.fromkeys(info['ops']))}, "
+        f"arena {info['tflm']['arena_bytes']} B, action error vs float max {info['error']['max_abs']:.4f} "
+        f"({verify:.1f} s, inside export)")
+    timer = BuildTimer(say)
+    t = time.perf_counter()
+    say(f"[5/9] generate code, [6/9] build for {board.name}")
+    build = build_firmware(board, model_dir, default_out_dir(model_dir, board.name), progress=timer)
+    gen, comp = timer.split(t, time.perf_counter())
+    times["generate"] = times.get("generate", 0.0) + gen
+    times["build"] = times.get("build", 0.0) + comp
+    return info, build
+
+
+def baseline_job(checkpoint: str, model_dir: str, board_name: str) -> dict:
+    """Export and build the unpruned checkpoint (baseline b) in a worker process, in parallel
+    with pruning: it does not depend on it."""
+    import torch
+
+    from cpr_edge.agents.checkpoint import load_checkpoint
+    from cpr_edge.boards import load_board
+
+    torch.set_num_threads(1)
+    say = lambda m: print(f"  baseline: {m.strip()}", file=sys.stderr, flush=True)
+    times: dict[str, float] = {}
+    try:
+        info, build = export_and_build(load_checkpoint(checkpoint), Path(model_dir), load_board(board_name), say, times)
+    except CprError as e:
+        return {"error": str(e), "times": times}
+    return {"export": info, "build": build, "times": times}
+
+
+def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    from cpr_edge.agents.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+    from cpr_edge.boards import load_board
+    from cpr_edge.build import default_out_dir
+    from cpr_edge.fileio import write_json_atomic, write_text_atomic
+    from cpr_edge.hil.commands import parse_budget
+    from cpr_edge.hil.run import HilConfig, run_hil
+    from cpr_edge.hil.session import is_emulated
+    from cpr_edge.pruning import prune_checkpoint
+    from cpr_edge.pruning.prune import check_args
+    from cpr_edge.report.write import markdown, write_report
+
+    say = say or (lambda m: print(m, file=sys.stderr, flush=True))
+    torch.set_num_threads(1)
+    t_start = time.perf_counter()
+    budget = parse_budget(args.budget)
+    if args.episodes < 1:
+        raise CprError("--episodes must be at least 1")
+    check_args(args.metric, args.ratio, "component", "deployed", "distill", args.recover_steps)
+    board = load_board(args.board)
+    if not is_emulated(board) and not args.port:
+        raise CprError(f"board {args.board} is a real board: give its serial port with --port")
+    src = resolve_checkpoint(args.checkpoint, args.task, args.preset)
+    ck = load_checkpoint(src)
+    out = Path(args.out or f"runs/{ck.task}_{ck.preset}-{args.metric}-{args.ratio:g}-{args.board}")
+    out.mkdir(parents=True, exist_ok=True)
+    clock = StageClock(say)
+    say(f"prune-and-flash: {src} ({ck.task}) -> {args.board}, metric {args.metric}, ratio {args.ratio:g}, out {out}")
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        say("      baseline (b): exporting and building the unpruned model in parallel")
+        baseline = pool.submit(baseline_job, str(src), str(out / "baseline"), args.board)
+        with clock.stage("prune", f"{args.metric} importance, remove {args.ratio:.0%} of the deployed parameters"):
+            pruned, info = prune_checkpoint(ck, metric=args.metric, ratio=args.ratio,
+                                            recover_steps=args.recover_steps, eval_episodes=args.episodes,
+                                            seed=args.seed, progress=lambda m: say(f"      {m}"))
+        rec = float(info.get("time_s", {}).get("recover", 0.0))  # prune_checkpoint recovers too
+        clock.times["prune"] -= rec
+        clock.add("recover", rec)
+        say(f"[2/9] recover: distillation, {args.recover_steps} steps in {rec:.1f} s (inside prune)")
+        save_checkpoint(pruned, out / "pruned.pt")
+        pruned = load_checkpoint(out / "pruned.pt")  # export records this path as the model's source
+        write_json_atomic(out / "prune.json", info)
+
+        times: dict[str, float] = {}
+        export_info, build = export_and_build(pruned, out / "model", board, say, times)
+        for k, v in times.items():
+            clock.add(k, v)
+        t = time.perf_counter()
+        base = baseline.result()
+        clock.add("baseline_wait", time.perf_counter() - t)
+    if "error" in base:
+        if "does not fit" not in base["error"]:
+            raise CprError(f"baseline (b), the unpruned model: {base['error']}")
+        say(f"      baseline (b) skipped: {base['error']}")
+
+    with clock.stage("hil", f"{args.episodes} episode(s) per controller, same seeds"):
+        cfg = HilConfig(board=board, model_dir=out / "model",
+                        firmware=default_out_dir(out / "model", board.name) / "firmware.elf",
+                        checkpoint=out / "pruned.pt", baseline_checkpoint=Path(src),
+                        baseline_model_dir=None if "error" in base else out / "baseline",
+                        baseline_firmware=None if "error" in base else default_out_dir(out / "baseline", board.name) / "firmware.elf",
+                        memory=build["memory"], port=args.port, episodes=args.episodes, seed=args.seed,
+                        budget_s=budget, min_return_ratio=args.min_return_ratio, log_dir=out)
+        result, episodes = run_hil(cfg, progress=lambda m: say(f"[7/9] {m}" if m.startswith("boot/flash") else f"      {m}"))
+    boot = sum(b.get("boot_s", 0.0) for b in result["boards"].values())
+    clock.times["hil"] -= boot
+    clock.add("boot", boot)
+    say(f"      boot/flash took {boot:.1f} s over {len(result['boards'])} session(s), counted as stage 7")
+
+    with clock.stage("report"):
+        extra = {"job": {"checkpoint": str(src), "metric": args.metric, "ratio": args.ratio, "board": args.board,
+                         "episodes": args.episodes, "out": str(out)},
+                 "baseline_parallel": {"times": base.get("times"), "skipped": base.get("error")}}
+        if "error" in base:
+            result["returns"].pop("unpruned_int8_board", None)
+        report = write_report(out, result, episodes, prune_report=info, timings=dict(clock.times), extra=extra)
+    clock.times["total"] = time.perf_counter() - t_start
+    report["timings"] = {**{s: round(clock.times.get(s, 0.0), 2) for s in [*STAGES, "baseline_wait"]},
+                         "total": round(clock.times["total"], 2)}
+    write_json_atomic(out / "report.json", report)
+    write_text_atomic(out / "report.md", markdown(report))
+    return report, out
+
+
+def cmd_prune_and_flash(args: argparse.Namespace) -> int:
+    from cpr_edge.cli import emit
+    from cpr_edge.hil.commands import summary_json, summary_text
+
+    report, out = run(args)
+    emit(args, summary_json(report, out),
+         summary_text(report, out) + f"\ntotal {report['timings']['total']:.1f} s")
+    return 0 if report["passed"] else 1

@@ -1,0 +1,55 @@
+"""``cpr-edge prune-and-flash`` end to end on QEMU (tiny checkpoint, one episode)."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from cpr_edge.cli import main
+from cpr_edge.pipeline import STAGES
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_prune_and_flash_end_to_end(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["prune-and-flash", "--checkpoint", str(tiny_checkpoint), "--episodes", "1",
+               "--recover-steps", "20", "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    report = json.loads((out / "report.json").read_text())
+    assert rc == (0 if report["passed"] else 1) and summary["passed"] == report["passed"]
+    for i, stage in enumerate(STAGES, 1):  # every stage announced its progress
+        assert f"[{i}/9]" in captured.err
+        assert stage in report["timings"]
+    names = {c["name"] for c in report["checks"]}
+    assert {"return_ratio", "latency_p99", "memory_fits", "board_episodes_completed",
+            "baseline_board_episodes_completed"} <= names
+    # the board ran the pruned model; baseline (b) ran the unpruned one on the same board
+    sha = hashlib.sha256((out / "model" / "model_int8.tflite").read_bytes()).hexdigest()
+    base_sha = hashlib.sha256((out / "baseline" / "model_int8.tflite").read_bytes()).hexdigest()
+    assert report["model"]["sha256"] == sha != base_sha
+    assert report["boards"]["unpruned_int8_board"]["model_sha256"] == base_sha
+    assert set(report["returns"]) == {"pruned_board", "unpruned_float_host", "unpruned_int8_board",
+                                      "pruned_float_host"}
+    assert len({len(v) for v in report["returns"].values()}) == 1
+    prune = json.loads((out / "prune.json").read_text())
+    assert prune["params"]["deployed"]["after"] < prune["params"]["deployed"]["before"]
+    assert (out / "pruned.pt").is_file() and (out / "report.md").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--ratio", "1.5"], "ratio"),
+    (["--board", "no-such-board"], "no-such-board"),
+    (["--episodes", "0"], "--episodes"),
+    (["--budget", "fast"], "--budget"),
+    (["--board", "nucleo-f446re"], "--port"),
+])
+def test_prune_and_flash_refuses_bad_arguments(tiny_checkpoint, tmp_path, capsys, argv, message):
+    out = tmp_path / "run"
+    rc = main(["prune-and-flash", "--checkpoint", str(tiny_checkpoint), "--out", str(out), *argv])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cpr-edge: error:") and message in err
+    assert not out.exists()
