@@ -20,19 +20,45 @@
 #include "acle_dsp.h"
 #include "../reference/requant.h"
 
-static inline int8_t requantize(const cpr_fc_params *p, int32_t acc, const int32_t *bias,
-                                int32_t n)
+/* The output parameters, copied out of cpr_fc_params once: int8 stores may alias anything,
+ * so reading them through the pointer would reload them after every output byte. */
+typedef struct {
+    const int32_t *bias, *multiplier, *shift;
+    int32_t per_channel, output_offset, act_min, act_max;
+} fc_out;
+
+static inline int8_t requantize(const fc_out *o, int32_t acc, int32_t n)
 {
-    if (bias) {
-        acc += bias[n];
+    if (o->bias) {
+        acc += o->bias[n];
     }
-    const int32_t c = p->per_channel ? n : 0;
-    acc = cpr_requantize(acc, p->multiplier[c], p->shift[c]);
-    acc += p->output_offset;
-    acc = acc < p->act_min ? p->act_min : acc;
-    acc = acc > p->act_max ? p->act_max : acc;
+    const int32_t c = o->per_channel ? n : 0;
+    acc = cpr_requantize_nonneg(acc, o->multiplier[c], o->shift[c]) + o->output_offset;
+    acc = acc < o->act_min ? o->act_min : acc;
+    acc = acc > o->act_max ? o->act_max : acc;
     return (int8_t)acc;
 }
+
+/* Four input bytes at xp times the matching 16 interleaved weight bytes at wp, into the
+ * accumulators a0..a3 of the current block of four rows. */
+#define CPR_FC_DSP_STEP(xp, wp)                                   \
+    do {                                                          \
+        const uint32_t xv = cpr_read4(xp);                        \
+        const int32_t xe = cpr_sxtab16(off2, xv);                 \
+        const int32_t xo = cpr_sxtab16_ror8(off2, xv);            \
+        uint32_t wv = cpr_read4(wp);                              \
+        a0 = cpr_smlad(xe, cpr_sxtb16(wv), a0);                   \
+        a0 = cpr_smlad(xo, cpr_sxtb16_ror8(wv), a0);              \
+        wv = cpr_read4((wp) + 4);                                 \
+        a1 = cpr_smlad(xe, cpr_sxtb16(wv), a1);                   \
+        a1 = cpr_smlad(xo, cpr_sxtb16_ror8(wv), a1);              \
+        wv = cpr_read4((wp) + 8);                                 \
+        a2 = cpr_smlad(xe, cpr_sxtb16(wv), a2);                   \
+        a2 = cpr_smlad(xo, cpr_sxtb16_ror8(wv), a2);              \
+        wv = cpr_read4((wp) + 12);                                \
+        a3 = cpr_smlad(xe, cpr_sxtb16(wv), a3);                   \
+        a3 = cpr_smlad(xo, cpr_sxtb16_ror8(wv), a3);              \
+    } while (0)
 
 void cpr_fc_dsp_interleave(const int8_t *row_major, int32_t in_depth, int32_t out_depth,
                            int8_t *interleaved)
@@ -58,11 +84,20 @@ void cpr_fc_dsp_interleave(const int8_t *row_major, int32_t in_depth, int32_t ou
     }
 }
 
+/* GCC's first scheduling pass hoists the 8 weight loads of an iteration ahead of their
+ * use, which needs more registers than Thumb-2 has and spills accumulators to the stack on
+ * every iteration; without it the loop keeps everything in registers. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-schedule-insns")))
+#endif
 void cpr_fully_connected_s8_dsp(const cpr_fc_params *p, const int8_t *input, int32_t batches,
                                 int32_t in_depth, const int8_t *weights, const int32_t *bias,
                                 int32_t out_depth, int8_t *output)
 {
-    const uint32_t off16 = (uint32_t)p->input_offset & 0xFFFFu;
+    const fc_out o = {bias, p->multiplier, p->shift, p->per_channel, p->output_offset,
+                      p->act_min, p->act_max};
+    const int32_t input_offset = p->input_offset;
+    const uint32_t off16 = (uint32_t)input_offset & 0xFFFFu;
     const uint32_t off2 = off16 | (off16 << 16); /* input offset in both halfwords */
     const int32_t k4 = in_depth & ~3;
     const int32_t tail = in_depth - k4;
@@ -72,37 +107,27 @@ void cpr_fully_connected_s8_dsp(const cpr_fc_params *p, const int8_t *input, int
         for (; n + 4 <= out_depth; n += 4) {
             int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
             const int8_t *x = input;
-            for (int32_t steps = k4 >> 2; steps > 0; --steps) {
-                const uint32_t xv = cpr_read4(x);
-                x += 4;
-                const int32_t xe = cpr_sxtab16(off2, xv);
-                const int32_t xo = cpr_sxtab16_ror8(off2, xv);
-                uint32_t wv = cpr_read4(w);
-                a0 = cpr_smlad(xe, cpr_sxtb16(wv), a0);
-                a0 = cpr_smlad(xo, cpr_sxtb16_ror8(wv), a0);
-                wv = cpr_read4(w + 4);
-                a1 = cpr_smlad(xe, cpr_sxtb16(wv), a1);
-                a1 = cpr_smlad(xo, cpr_sxtb16_ror8(wv), a1);
-                wv = cpr_read4(w + 8);
-                a2 = cpr_smlad(xe, cpr_sxtb16(wv), a2);
-                a2 = cpr_smlad(xo, cpr_sxtb16_ror8(wv), a2);
-                wv = cpr_read4(w + 12);
+            /* two 4-byte groups per iteration: halves the loop overhead per MAC */
+            for (const int8_t *const x_end8 = input + (k4 & ~7); x < x_end8; x += 8, w += 32) {
+                CPR_FC_DSP_STEP(x, w);
+                CPR_FC_DSP_STEP(x + 4, w + 16);
+            }
+            if (k4 & 4) {
+                CPR_FC_DSP_STEP(x, w);
                 w += 16;
-                a3 = cpr_smlad(xe, cpr_sxtb16(wv), a3);
-                a3 = cpr_smlad(xo, cpr_sxtb16_ror8(wv), a3);
             }
             for (int32_t k = 0; k < tail; ++k) {
-                const int32_t xk = input[k4 + k] + p->input_offset;
+                const int32_t xk = input[k4 + k] + input_offset;
                 a0 += xk * w[k];
                 a1 += xk * w[tail + k];
                 a2 += xk * w[2 * tail + k];
                 a3 += xk * w[3 * tail + k];
             }
             w += 4 * tail;
-            output[n] = requantize(p, a0, bias, n);
-            output[n + 1] = requantize(p, a1, bias, n + 1);
-            output[n + 2] = requantize(p, a2, bias, n + 2);
-            output[n + 3] = requantize(p, a3, bias, n + 3);
+            output[n] = requantize(&o, a0, n);
+            output[n + 1] = requantize(&o, a1, n + 1);
+            output[n + 2] = requantize(&o, a2, n + 2);
+            output[n + 3] = requantize(&o, a3, n + 3);
         }
         for (; n < out_depth; ++n, w += in_depth) { /* leftover rows, row-major */
             int32_t acc = 0;
@@ -114,9 +139,9 @@ void cpr_fully_connected_s8_dsp(const cpr_fc_params *p, const int8_t *input, int
                 acc = cpr_smlad(cpr_sxtab16_ror8(off2, xv), cpr_sxtb16_ror8(wv), acc);
             }
             for (; k < in_depth; ++k) {
-                acc += (input[k] + p->input_offset) * w[k];
+                acc += (input[k] + input_offset) * w[k];
             }
-            output[n] = requantize(p, acc, bias, n);
+            output[n] = requantize(&o, acc, n);
         }
     }
 }
