@@ -17,9 +17,9 @@ VARIANTS = {"reference": [], "dsp": ["-DCPR_FC_VARIANT_DSP"],
             "dsp_rotate": ["-DCPR_FC_VARIANT_DSP_ROTATE"]}
 
 
-def generate(tflite_path, out_dir) -> dict:
-    from cpr_edge.codegen.generate import generate as _generate
-    return _generate(tflite_path, out_dir)
+# Imported eagerly: a lazy import of the submodule `generate` would rebind the package
+# attribute `generate` from this function to the module.
+from cpr_edge.codegen.generate import generate  # noqa: E402
 
 
 def runtime_include_dir() -> Path:
