@@ -23,17 +23,13 @@
 /* The output parameters, copied out of cpr_fc_params once: int8 stores may alias anything,
  * so reading them through the pointer would reload them after every output byte. */
 typedef struct {
-    const int32_t *bias, *multiplier, *shift;
-    int32_t per_channel, output_offset, act_min, act_max;
+    int32_t output_offset, act_min, act_max;
 } fc_out;
 
-static inline int8_t requantize(const fc_out *o, int32_t acc, int32_t n)
+/* acc already holds the bias (accumulators start from it) */
+static inline int8_t requantize(const fc_out *o, int32_t acc, int32_t multiplier, int32_t shift)
 {
-    if (o->bias) {
-        acc += o->bias[n];
-    }
-    const int32_t c = o->per_channel ? n : 0;
-    acc = cpr_requantize_nonneg(acc, o->multiplier[c], o->shift[c]) + o->output_offset;
+    acc = cpr_requantize_nonneg(acc, multiplier, shift) + o->output_offset;
     acc = acc < o->act_min ? o->act_min : acc;
     acc = acc > o->act_max ? o->act_max : acc;
     return (int8_t)acc;
@@ -94,8 +90,8 @@ void cpr_fully_connected_s8_dsp(const cpr_fc_params *p, const int8_t *input, int
                                 int32_t in_depth, const int8_t *weights, const int32_t *bias,
                                 int32_t out_depth, int8_t *output)
 {
-    const fc_out o = {bias, p->multiplier, p->shift, p->per_channel, p->output_offset,
-                      p->act_min, p->act_max};
+    const fc_out o = {p->output_offset, p->act_min, p->act_max};
+    const int32_t cstep = p->per_channel ? 1 : 0; /* multiplier/shift stride per output */
     const int32_t input_offset = p->input_offset;
     const uint32_t off16 = (uint32_t)input_offset & 0xFFFFu;
     const uint32_t off2 = off16 | (off16 << 16); /* input offset in both halfwords */
@@ -104,8 +100,15 @@ void cpr_fully_connected_s8_dsp(const cpr_fc_params *p, const int8_t *input, int
     for (int32_t b = 0; b < batches; ++b, input += in_depth, output += out_depth) {
         const int8_t *w = weights;
         int32_t n = 0;
+        const int32_t *mult = p->multiplier, *shift = p->shift;
         for (; n + 4 <= out_depth; n += 4) {
             int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            if (bias) {
+                a0 = bias[n];
+                a1 = bias[n + 1];
+                a2 = bias[n + 2];
+                a3 = bias[n + 3];
+            }
             const int8_t *x = input;
             /* two 4-byte groups per iteration: halves the loop overhead per MAC */
             for (const int8_t *const x_end8 = input + (k4 & ~7); x < x_end8; x += 8, w += 32) {
@@ -124,13 +127,15 @@ void cpr_fully_connected_s8_dsp(const cpr_fc_params *p, const int8_t *input, int
                 a3 += xk * w[3 * tail + k];
             }
             w += 4 * tail;
-            output[n] = requantize(&o, a0, n);
-            output[n + 1] = requantize(&o, a1, n + 1);
-            output[n + 2] = requantize(&o, a2, n + 2);
-            output[n + 3] = requantize(&o, a3, n + 3);
+            output[n] = requantize(&o, a0, mult[0], shift[0]);
+            output[n + 1] = requantize(&o, a1, mult[cstep], shift[cstep]);
+            output[n + 2] = requantize(&o, a2, mult[2 * cstep], shift[2 * cstep]);
+            output[n + 3] = requantize(&o, a3, mult[3 * cstep], shift[3 * cstep]);
+            mult += 4 * cstep;
+            shift += 4 * cstep;
         }
         for (; n < out_depth; ++n, w += in_depth) { /* leftover rows, row-major */
-            int32_t acc = 0;
+            int32_t acc = bias ? bias[n] : 0;
             int32_t k = 0;
             for (; k < k4; k += 4) {
                 const uint32_t xv = cpr_read4(input + k);
@@ -141,7 +146,9 @@ void cpr_fully_connected_s8_dsp(const cpr_fc_params *p, const int8_t *input, int
             for (; k < in_depth; ++k) {
                 acc += (input[k] + input_offset) * w[k];
             }
-            output[n] = requantize(&o, acc, n);
+            output[n] = requantize(&o, acc, mult[0], shift[0]);
+            mult += cstep;
+            shift += cstep;
         }
     }
 }

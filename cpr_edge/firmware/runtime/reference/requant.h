@@ -42,9 +42,16 @@ static inline int32_t cpr_requantize(int32_t x, int32_t multiplier, int32_t shif
 
 /* Same, for multipliers >= 0 (every multiplier QuantizeMultiplier makes): the saturating
  * case of cpr_srdhm needs multiplier == INT32_MIN, so its test is left out. */
+#if defined(__GNUC__)
+#define CPR_UNLIKELY(c) __builtin_expect(!!(c), 0)
+#else
+#define CPR_UNLIKELY(c) (c)
+#endif
+
 static inline int32_t cpr_requantize_nonneg(int32_t x, int32_t multiplier, int32_t shift)
 {
-    const int32_t left_shift = shift > 0 ? shift : 0;
+    /* a left shift needs a multiplier > 1, which int8 layers practically never have */
+    const int32_t left_shift = CPR_UNLIKELY(shift > 0) ? shift : 0;
     const int32_t right_shift = shift > 0 ? 0 : -shift;
     const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
     const int64_t ab = (int64_t)shifted * (int64_t)multiplier;
