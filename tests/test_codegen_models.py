@@ -1,6 +1,6 @@
 """Whole exported models (real `cpr-edge export` output) through the code generator:
 int8 outputs identical to the tflite-micro interpreter on hundreds of inputs, compiled for
-the host with gcc (every kernel variant) and for a Cortex-M4F in QEMU."""
+the host with gcc (every kernel variant) and for Cortex-M4F / Cortex-M7 in QEMU."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +9,8 @@ import torch
 
 from cpr_edge.agents.checkpoint import load_checkpoint
 from cpr_edge.codegen import generate
-from cpr_edge.codegen.harness import (build_host, build_qemu, qemu_outputs, run_host, run_qemu,
-                                      tflm_outputs)
+from cpr_edge.codegen.harness import (TARGETS, build_host, build_qemu, qemu_outputs, run_host,
+                                      run_qemu, tflm_outputs)
 
 
 def observations(checkpoint, n: int) -> np.ndarray:
@@ -39,9 +39,10 @@ def test_exported_model_bit_exact_host_and_qemu(hil_model_dir, tiny_checkpoint, 
     assert len(np.unique(want)) > 10
     for variant in ("reference", "dsp", "dsp_rotate"):
         np.testing.assert_array_equal(run_host(build_host(tmp_path, variant), x), want, err_msg=variant)
-    for variant in ("reference", "dsp_rotate"):
-        got = qemu_outputs(run_qemu(build_qemu(tmp_path, x, variant)), len(x))
-        np.testing.assert_array_equal(got, want, err_msg=f"qemu {variant}")
+    for cpu, variant in [("cortex-m4", "reference"), ("cortex-m4", "dsp_rotate"), ("cortex-m7", "dsp")]:
+        elf = build_qemu(tmp_path, x, variant, cpu=cpu)
+        got = qemu_outputs(run_qemu(elf, machine=TARGETS[cpu][1]), len(x))
+        np.testing.assert_array_equal(got, want, err_msg=f"qemu {cpu} {variant}")
 
 
 @pytest.mark.slow

@@ -8,8 +8,8 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 
 from cpr_edge.codegen import generate
 from cpr_edge.codegen.builder import TensorSpec, build_model
-from cpr_edge.codegen.harness import (build_host, build_qemu, qemu_outputs, run_host, run_qemu,
-                                      tflm_outputs)
+from cpr_edge.codegen.harness import (TARGETS, build_host, build_qemu, qemu_outputs, run_host,
+                                      run_qemu, tflm_outputs)
 from cpr_edge.codegen.quant import quantize_multiplier
 
 A = schema.ActivationFunctionType
@@ -56,9 +56,13 @@ def test_fc_host_all_variants_match_tflm(tmp_path, case):
         np.testing.assert_array_equal(got, want, err_msg=variant)
 
 
+QEMU_RUNS = [("cortex-m4", "reference"), ("cortex-m4", "dsp"), ("cortex-m4", "dsp_rotate"),
+             ("cortex-m7", "dsp_rotate")]
+
+
 @pytest.mark.qemu
-@pytest.mark.parametrize("variant", ["reference", "dsp", "dsp_rotate"])
-def test_fc_qemu_cortex_m4_matches_tflm(tmp_path, variant):
+@pytest.mark.parametrize("cpu,variant", QEMU_RUNS, ids=[f"{c}-{v}" for c, v in QEMU_RUNS])
+def test_fc_qemu_cortex_m_matches_tflm(tmp_path, cpu, variant):
     rng = np.random.default_rng(7)
     for i, case in enumerate(CASES[:3]):
         model = fc_model(rng, *case)
@@ -67,8 +71,9 @@ def test_fc_qemu_cortex_m4_matches_tflm(tmp_path, variant):
         (d / "m.tflite").write_bytes(model)
         generate(d / "m.tflite", d)
         x = rng.integers(-128, 128, (200, case[0]), dtype=np.int8)
-        got = qemu_outputs(run_qemu(build_qemu(d, x, variant)), len(x))
-        np.testing.assert_array_equal(got, tflm_outputs(model, x), err_msg=f"{variant} case {i}")
+        elf = build_qemu(d, x, variant, cpu=cpu)
+        got = qemu_outputs(run_qemu(elf, machine=TARGETS[cpu][1]), len(x))
+        np.testing.assert_array_equal(got, tflm_outputs(model, x), err_msg=f"{cpu} {variant} case {i}")
 
 
 def _requant_double(acc: int, m: int, s: int) -> int:

@@ -46,6 +46,10 @@ def run_host(exe: str | Path, inputs: np.ndarray, float_io: bool = False) -> np.
 
 
 M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+# core -> (compiler flags, QEMU machine). Both MPS2 images share the test link map: code at
+# 0x0, SRAM at 0x20000000 (mps2-an505, Cortex-M33, boots Secure at another map: not here).
+TARGETS = {"cortex-m4": (M4_FLAGS, "mps2-an386"),
+           "cortex-m7": (["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"], "mps2-an500")}
 QEMU_MACHINE = "mps2-an386"
 
 
@@ -73,24 +77,25 @@ def arm_compile(out_elf: Path, sources: list[Path], includes: list[Path], define
 
 
 def build_qemu(model_dir: str | Path, inputs: np.ndarray, variant: str = "reference",
-               out: str | Path | None = None) -> Path:
+               out: str | Path | None = None, cpu: str = "cortex-m4") -> Path:
     """A semihosting image that runs the model on `inputs` (embedded) and prints outputs.
     float32 inputs run model_invoke_float, anything else model_invoke on int8."""
     model_dir = Path(model_dir)
     inputs = np.asarray(inputs)
     inputs = inputs if inputs.dtype == np.float32 else inputs.astype(np.int8)
     (model_dir / "test_vectors.h").write_text(_vectors_h(inputs))
-    elf = Path(out) if out else model_dir / f"qemu_{variant}.elf"
+    elf = Path(out) if out else model_dir / f"qemu_{variant}_{cpu}.elf"
     srcs = [model_dir / "model.c", runtime_include_dir() / "tests" / "qemu_main.c",
             *runtime_sources(variant)]
-    return arm_compile(elf, srcs, [model_dir], runtime_defines(variant))
+    return arm_compile(elf, srcs, [model_dir], runtime_defines(variant), TARGETS[cpu][0])
 
 
-def run_qemu(elf: str | Path, icount: bool = False, timeout: float = 120) -> str:
-    """Boot the image in qemu-system-arm; return its semihosting console text."""
+def run_qemu(elf: str | Path, icount: bool = False, timeout: float = 120,
+             machine: str = QEMU_MACHINE) -> str:
+    """Boot the image in qemu-system-arm (`machine`); return its semihosting console text."""
     if shutil.which("qemu-system-arm") is None:
         raise CprError("qemu-system-arm not found: install the Debian package qemu-system-arm")
-    cmd = ["qemu-system-arm", "-M", QEMU_MACHINE, "-display", "none", "-monitor", "none",
+    cmd = ["qemu-system-arm", "-M", machine, "-display", "none", "-monitor", "none",
            "-serial", "null", "-semihosting-config", "enable=on,target=native",
            "-kernel", str(elf)] + (["-icount", "shift=0"] if icount else [])
     try:

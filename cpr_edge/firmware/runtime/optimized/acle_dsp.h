@@ -7,6 +7,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__arm__) && !(defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP)
+#error "the DSP FULLY_CONNECTED variants need a core with the DSP extension (Cortex-M4/M7/M33)"
+#endif
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #include <arm_acle.h>
 #define cpr_sxtb16(x) __sxtb16((int32_t)(x))
