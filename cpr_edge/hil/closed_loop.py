@@ -80,43 +80,92 @@ def host_episode(label: str, policy: Callable[[np.ndarray], np.ndarray], task: s
                    wall_s=time.perf_counter() - t0)
 
 
+class _Lane:
+    """One episode in progress on the board."""
+
+    def __init__(self, label: str, task: str, seed: int):
+        self.label, self.seed = label, seed
+        self.env = make_env(task, seed)
+        self.t0 = time.perf_counter()
+        self.obs, self.done, self.ret = self.env.reset(), False, 0.0
+        self.os, self.as_, self.ticks = [], [], []
+        self.action = None
+        self.failed = None
+
+    def apply(self) -> None:
+        """Step the task with the verified action."""
+        self.os.append(self.obs), self.as_.append(self.action), self.ticks.append(self.tick)
+        self.obs, r, self.done = self.env.step(self.action)
+        self.ret += r
+        self.action = None
+
+    def episode(self, act_dim: int) -> Episode:
+        return Episode(self.label, self.seed, self.ret, len(self.as_),
+                       np.stack(self.os) if self.os else np.zeros((0, self.obs.size), np.float32),
+                       np.stack(self.as_) if self.as_ else np.zeros((0, act_dim), np.float32),
+                       np.asarray(self.ticks, np.int64), self.failed, time.perf_counter() - self.t0)
+
+
+def board_episodes(label: str, session, task: str, seeds: list[int], reference: Callable | None = None,
+                   on_step: Callable[[int], None] | None = None, max_lsb: int = 0,
+                   lanes: int = 2) -> list[Episode]:
+    """Episodes whose every action comes from the board behind ``session.link``.
+
+    ``lanes`` episodes run interleaved: while the board computes the action of one, the host
+    steps the physics of another (one request in flight at a time, so the results equal a
+    sequential run). ``reference(obs) -> action`` (e.g. ``Int8Reference``) must agree within
+    ``max_lsb`` output quantisation steps; ``on_step(t)`` runs before each request of a
+    single-lane run (fault tests use it). An episode whose action cannot be verified stops
+    with ``failed`` set; its unverified action is never applied.
+    """
+    link = session.link
+    act_dim = session.hello.output_len
+    tol = max_lsb * float(session.hello.output_scale) * (1 + 1e-6)
+    lanes = 1 if on_step is not None else max(1, lanes)
+    todo = list(seeds)
+    active: list[_Lane] = []
+    finished: dict[int, Episode] = {}
+    ready = None  # a lane whose verified action waits to be applied
+    turn = 0
+    while todo or active or ready:
+        while todo and len(active) < lanes:
+            active.append(_Lane(label, task, todo.pop(0)))
+        asking = [ln for ln in active if ln.action is None and not ln.done]
+        lane = asking[turn % len(asking)] if asking else None
+        turn += 1
+        pending = None
+        if lane is not None:
+            if on_step is not None:
+                on_step(len(lane.as_))
+            try:
+                pending = link.infer_start(lane.obs)
+            except LinkError as e:
+                lane.failed = f"step {len(lane.as_)}: {e}"
+        if ready is not None:  # the host's share, while the board computes
+            ready.apply()
+            ready = None
+        if pending is not None:
+            try:
+                a, lane.tick = link.infer_finish(pending)
+                want = reference(lane.obs) if reference is not None else a
+                if want.shape != a.shape or np.max(np.abs(want - a)) > tol:
+                    lane.failed = (f"step {len(lane.as_)}: board action {a.tolist()} differs from the "
+                                   f"host int8 reference {want.tolist()}; not applied")
+                else:
+                    lane.action, ready = a, lane
+            except LinkError as e:
+                lane.failed = f"step {len(lane.as_)}: {e}"
+        for ln in list(active):
+            if ln.failed or (ln.done and ln is not ready):
+                active.remove(ln)
+                finished[ln.seed] = ln.episode(act_dim)
+    return [finished[s] for s in seeds]
+
+
 def board_episode(label: str, session, task: str, seed: int, reference: Callable | None = None,
                   on_step: Callable[[int], None] | None = None, max_lsb: int = 0) -> Episode:
-    """An episode whose every action comes from the board behind ``session.link``.
-
-    ``reference(obs) -> action`` (e.g. ``Int8Reference``) must agree within ``max_lsb``
-    output quantisation steps; ``on_step(t)`` runs before step ``t`` (fault tests use it).
-    """
-    env = make_env(task, seed)
-    link = session.link
-    tol = max_lsb * float(session.hello.output_scale) * (1 + 1e-6)
-    t0 = time.perf_counter()
-    obs, done, total = env.reset(), False, 0.0
-    os_, as_, ticks = [], [], []
-    failed = None
-    while not done:
-        t = len(as_)
-        if on_step is not None:
-            on_step(t)
-        try:
-            a, tk = link.infer(obs)
-        except LinkError as e:
-            failed = f"step {t}: {e}"
-            break
-        if reference is not None:
-            want = reference(obs)
-            if want.shape != a.shape or np.max(np.abs(want - a)) > tol:
-                failed = (f"step {t}: board action {a.tolist()} differs from the host int8 "
-                          f"reference {want.tolist()}; not applied")
-                break
-        os_.append(obs), as_.append(a), ticks.append(tk)
-        obs, r, done = env.step(a)
-        total += r
-    act_dim = session.hello.output_len
-    return Episode(label, seed, total, len(as_),
-                   np.stack(os_) if os_ else np.zeros((0, obs.size), np.float32),
-                   np.stack(as_) if as_ else np.zeros((0, act_dim), np.float32),
-                   np.asarray(ticks, np.int64), failed, time.perf_counter() - t0)
+    """One episode on the board (see ``board_episodes``)."""
+    return board_episodes(label, session, task, [seed], reference, on_step, max_lsb, lanes=1)[0]
 
 
 def eval_seeds(episodes: int, seed: int = 0) -> list[int]:

@@ -193,6 +193,21 @@ STATS_FIELDS = ("stack_size", "stack_used", "frames_ok", "crc_errors", "framing_
 
 
 @dataclass
+class Pending:
+    """A request in flight: what to re-send and how to recognise its reply."""
+
+    ftype: int
+    payload: bytes
+    reply_ok: object
+    what: str
+    timeout: float
+    retries: int
+    seq: int = -1
+    deadline: float = 0.0
+    reasons: list = field(default_factory=list)
+
+
+@dataclass
 class LinkCounters:
     requests: int = 0
     retries: int = 0
@@ -252,29 +267,37 @@ class Link:
             raise LinkError(f"serial link lost: {e}")
         return self.parser.feed(data) if data else []
 
-    def request(self, ftype: int, payload: bytes, reply_ok, what: str, timeout: float | None = None,
-                retries: int | None = None) -> bytes:
-        """Send and return the reply payload once ``reply_ok(payload)`` accepts its size."""
+    def start(self, ftype: int, payload: bytes, reply_ok, what: str, timeout: float | None = None,
+              retries: int | None = None) -> "Pending":
+        """Send a request and return at once; ``finish`` waits for its verified reply.
+
+        One request at a time: the host may compute while the board does, never send twice."""
+        p = Pending(ftype, payload, reply_ok, what, self.timeout if timeout is None else timeout,
+                    self.retries if retries is None else retries)
+        self.counters.requests += 1
+        self._send(p)
+        return p
+
+    def _send(self, p: "Pending") -> None:
         import serial
 
-        timeout = self.timeout if timeout is None else timeout
-        retries = self.retries if retries is None else retries
-        self.counters.requests += 1
-        reasons = []
-        for attempt in range(retries + 1):
-            if attempt:
-                self.counters.retries += 1
-            self.seq = (self.seq + 1) & 0xFF
-            seq = self.seq
-            try:
-                self.port.write(encode_frame(ftype, seq, payload))
-                self.port.flush()
-            except (serial.SerialException, OSError) as e:
-                raise LinkError(f"{what}: serial link lost while sending: {e}")
-            deadline = time.monotonic() + timeout
+        self.seq = (self.seq + 1) & 0xFF
+        p.seq = self.seq
+        try:
+            self.port.write(encode_frame(p.ftype, p.seq, p.payload))
+            self.port.flush()
+        except (serial.SerialException, OSError) as e:
+            raise LinkError(f"{p.what}: serial link lost while sending: {e}")
+        p.deadline = time.monotonic() + p.timeout
+
+    def finish(self, p: "Pending") -> bytes:
+        """The reply payload of ``p`` once CRC, type, seq and ``reply_ok`` (its size) hold;
+        re-sent with a fresh seq after a timeout or a board CRC/length error, at most
+        ``retries`` times; then ``LinkError``."""
+        while True:
             resend = None
-            while resend is None and time.monotonic() < deadline:
-                for f in self._read(deadline):
+            while resend is None and time.monotonic() < p.deadline:
+                for f in self._read(p.deadline):
                     if f.type == ERROR and len(f.payload) == 2:
                         code, rtype = f.payload
                         name = ERROR_NAMES.get(code, f"code {code}")
@@ -282,17 +305,26 @@ class Link:
                         if code in (1, 2):  # a corrupted request: send it again now
                             resend = f"board answered ERROR {name}"
                             break
-                        if f.seq == seq:
-                            raise LinkError(f"{what}: board answered ERROR {name} (request type 0x{rtype:02x})")
+                        if f.seq == p.seq:
+                            raise LinkError(f"{p.what}: board answered ERROR {name} (request type 0x{rtype:02x})")
                         continue
-                    if f.type == ftype | REPLY and f.seq == seq and reply_ok(f.payload):
+                    if f.type == p.ftype | REPLY and f.seq == p.seq and p.reply_ok(f.payload):
                         return f.payload
                     self.counters.discarded_replies += 1
             if resend is None:
                 self.counters.timeouts += 1
-                resend = f"no valid reply within {timeout * 1000:.0f} ms"
-            reasons.append(resend)
-        raise LinkError(f"{what}: no verified reply after {retries + 1} attempts ({'; '.join(reasons[-3:])})")
+                resend = f"no valid reply within {p.timeout * 1000:.0f} ms"
+            p.reasons.append(resend)
+            if len(p.reasons) > p.retries:
+                raise LinkError(f"{p.what}: no verified reply after {p.retries + 1} attempts "
+                                f"({'; '.join(p.reasons[-3:])})")
+            self.counters.retries += 1
+            self._send(p)
+
+    def request(self, ftype: int, payload: bytes, reply_ok, what: str, timeout: float | None = None,
+                retries: int | None = None) -> bytes:
+        """Send and return the reply payload once ``reply_ok(payload)`` accepts it."""
+        return self.finish(self.start(ftype, payload, reply_ok, what, timeout, retries))
 
     # --- messages ---------------------------------------------------------------
     def hello(self, timeout: float | None = None, retries: int | None = None) -> Hello:
@@ -305,6 +337,9 @@ class Link:
 
     def infer(self, obs: np.ndarray) -> tuple[np.ndarray, int]:
         """Send one observation; return the board's (verified, finite) action and ticks."""
+        return self.infer_finish(self.infer_start(obs))
+
+    def infer_start(self, obs: np.ndarray) -> "Pending":
         h = self.hello_info
         if h is None:
             raise LinkError("INFER before HELLO: the reply size is unknown")
@@ -312,11 +347,15 @@ class Link:
         if obs.size != h.input_len:
             raise LinkError(f"observation has {obs.size} elements; the board's model takes {h.input_len}")
         size = 4 * h.output_len + 4
-        p = self.request(INFER, obs.tobytes(), lambda p: len(p) == size, "INFER")
-        action = np.frombuffer(p, dtype="<f4", count=h.output_len).astype(np.float32)
+        return self.start(INFER, obs.tobytes(), lambda p: len(p) == size, "INFER")
+
+    def infer_finish(self, pending: "Pending") -> tuple[np.ndarray, int]:
+        n = self.hello_info.output_len
+        p = self.finish(pending)
+        action = np.frombuffer(p, dtype="<f4", count=n).astype(np.float32)
         if not np.all(np.isfinite(action)):
             raise LinkError(f"INFER: board returned a non-finite action {action.tolist()}")
-        return action, struct.unpack_from("<I", p, 4 * h.output_len)[0]
+        return action, struct.unpack_from("<I", p, 4 * n)[0]
 
     def bench(self, n: int) -> dict:
         if not 1 <= n <= 100_000:
