@@ -166,3 +166,35 @@ def test_runtime_compiles_for_cortex_m(tmp_path, cpu):
                         f"-I{runtime_include_dir()}", "-c", *map(str, runtime_sources(variant))],
                        check=True, cwd=tmp_path)
         assert (tmp_path / "fully_connected.o").exists()
+
+
+def test_reshapes_share_bytes_and_stay_exact(tmp_path):
+    """FC -> RESHAPE -> TANH -> RESHAPE (graph output): reshapes emit no code; the last one
+    makes TANH write straight into `out`."""
+    rng = np.random.default_rng(4)
+
+    def reshape_opts(shape):
+        o = schema.ReshapeOptionsT()
+        o.newShape = list(shape)
+        return o
+
+    tensors = [TensorSpec((1, 8), "int8", [0.05], [1]),
+               TensorSpec((6, 8), "int8", [0.01], [0], rng.integers(-127, 128, (6, 8), dtype=np.int8)),
+               TensorSpec((1, 6), "int8", [0.04], [-2]),
+               TensorSpec((2,), "int32", data=np.array([2, 3], np.int32)),
+               TensorSpec((2, 3), "int8", [0.04], [-2]),
+               TensorSpec((2, 3), "int8", [1 / 128], [0]),
+               TensorSpec((1,), "int32", data=np.array([6], np.int32)),
+               TensorSpec((6,), "int8", [1 / 128], [0])]
+    ops = [OpSpec("FULLY_CONNECTED", [0, 1, -1], [2], schema.FullyConnectedOptionsT()),
+           OpSpec("RESHAPE", [2, 3], [4], reshape_opts((2, 3))),
+           OpSpec("TANH", [4], [5]),
+           OpSpec("RESHAPE", [5, 6], [7], reshape_opts((6,)))]
+    model = build_graph(tensors, ops, [0], [7])
+    (tmp_path / "m.tflite").write_bytes(model)
+    info = generate(tmp_path / "m.tflite", tmp_path)
+    c = (tmp_path / "model.c").read_text()
+    assert "cpr_lookup_s8((arena + 0), 6, lut2_tanh, out);" in c
+    assert info["activation_bytes"] == 8  # only the FC output (= first reshape) lives in the arena
+    x = rng.integers(-128, 128, (200, 8), dtype=np.int8)
+    np.testing.assert_array_equal(run_host(build_host(tmp_path), x), tflm_outputs(model, x))
