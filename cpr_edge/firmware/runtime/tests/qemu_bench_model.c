@@ -1,0 +1,49 @@
+/* Whole-model speed on QEMU (-icount shift=0): prints "CAL <ticks>" for 2 * CAL_LOOPS known
+ * instructions, then "MODEL <reps> <ticks>" for BENCH_REPS calls of model_invoke. */
+#include <stdint.h>
+
+#include "model.h"
+#include "qemu_test.h"
+
+#ifndef BENCH_REPS
+#define BENCH_REPS 100
+#endif
+#define CAL_LOOPS 1000000
+
+static void put_uint(const char *tag, uint32_t v)
+{
+    char buf[16];
+    int32_t i = 15;
+    buf[i] = 0;
+    do {
+        buf[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && i > 0);
+    cpr_test_puts(tag);
+    cpr_test_puts(&buf[i]);
+}
+
+int main(void)
+{
+    static int8_t in[MODEL_INPUT_LEN], out[MODEL_OUTPUT_LEN];
+    for (int32_t i = 0; i < MODEL_INPUT_LEN; ++i) {
+        in[i] = (int8_t)(i * 37 - 60);
+    }
+    cpr_systick_start();
+    uint32_t t0 = cpr_systick_now();
+    uint32_t n = CAL_LOOPS;
+    __asm volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(n) : : "cc");
+    uint32_t t1 = cpr_systick_now();
+    put_uint("CAL ", (t0 - t1) & 0xFFFFFFu);
+    cpr_test_puts("\n");
+    cpr_systick_start();
+    t0 = cpr_systick_now();
+    for (int32_t r = 0; r < BENCH_REPS; ++r) {
+        model_invoke(in, out);
+    }
+    t1 = cpr_systick_now();
+    put_uint("MODEL ", BENCH_REPS);
+    put_uint(" ", (t0 - t1) & 0xFFFFFFu);
+    cpr_test_puts("\n");
+    return 0;
+}
