@@ -28,7 +28,8 @@ def _strip_float_io(g: Graph) -> tuple[list, int, int, bool]:
     if len(users) != 1 or users[0].name != "QUANTIZE" or g.tensors[users[0].outputs[0]].dtype != "int8":
         raise CprError("float model input must feed exactly one QUANTIZE to int8")
     producers = [op for op in ops if gout in op.outputs]
-    if producers[0].name != "DEQUANTIZE" or g.tensors[producers[0].inputs[0]].dtype != "int8":
+    if (len(producers) != 1 or producers[0].name != "DEQUANTIZE"
+            or g.tensors[producers[0].inputs[0]].dtype != "int8"):
         raise CprError("float model output must come from a DEQUANTIZE of an int8 tensor")
     core = [op for op in ops if op is not users[0] and op is not producers[0]]
     if not core:
