@@ -24,14 +24,23 @@
  * so reading them through the pointer would reload them after every output byte. */
 typedef struct {
     int32_t output_offset, act_min, act_max;
+    int32_t narrow; /* fused activation narrower than [-128, 127] */
 } fc_out;
 
-/* acc already holds the bias (accumulators start from it) */
+/* acc already holds the bias (accumulators start from it). SSAT does the int8 clamp of a
+ * layer without fused activation in one instruction; a narrower range clamps again. */
 static inline int8_t requantize(const fc_out *o, int32_t acc, int32_t multiplier, int32_t shift)
 {
     acc = cpr_requantize_nonneg(acc, multiplier, shift) + o->output_offset;
-    acc = acc < o->act_min ? o->act_min : acc;
-    acc = acc > o->act_max ? o->act_max : acc;
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+    acc = __ssat(acc, 8);
+#else
+    acc = acc < -128 ? -128 : (acc > 127 ? 127 : acc);
+#endif
+    if (o->narrow) {
+        acc = acc < o->act_min ? o->act_min : acc;
+        acc = acc > o->act_max ? o->act_max : acc;
+    }
     return (int8_t)acc;
 }
 
@@ -90,7 +99,8 @@ void cpr_fully_connected_s8_dsp(const cpr_fc_params *p, const int8_t *input, int
                                 int32_t in_depth, const int8_t *weights, const int32_t *bias,
                                 int32_t out_depth, int8_t *output)
 {
-    const fc_out o = {p->output_offset, p->act_min, p->act_max};
+    const fc_out o = {p->output_offset, p->act_min, p->act_max,
+                      p->act_min > -128 || p->act_max < 127};
     const int32_t cstep = p->per_channel ? 1 : 0; /* multiplier/shift stride per output */
     const int32_t input_offset = p->input_offset;
     const uint32_t off16 = (uint32_t)input_offset & 0xFFFFu;
