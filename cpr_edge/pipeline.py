@@ -128,6 +128,36 @@ def baseline_job(checkpoint: str, model_dir: str, board_name: str) -> dict:
     return {"export": info, "build": build, "times": times}
 
 
+def component_importance(ck, info: dict, seed: int) -> dict:
+    """Mean unit importance and kept fraction per component, for the report's plot.
+
+    Taken from prune.json when it holds them; otherwise the scores that drove the pruning
+    are recomputed with the same metric, seed and source (training trace or post hoc)."""
+    per = info.get("importance_per_component") or (info.get("importance") or {}).get("per_component")
+    kept = {}
+    widths = info.get("widths", {})
+    for name, before in widths.get("before", {}).items():
+        comp = name.split(".")[0]
+        k = kept.setdefault(comp, [0, 0])
+        k[0] += widths.get("after", {}).get(name, before)
+        k[1] += before
+    kept = {c: a / b for c, (a, b) in kept.items() if b}
+    if not per:
+        from cpr_edge.pruning.pruner import importance_scores
+
+        groups, scores, source = importance_scores(ck.agent, info["metric"], ck.extra.get("importance"),
+                                                   ck.replay, seed)
+        sums: dict[str, list[float]] = {}
+        for g in groups:
+            v = scores[g.name].detach().double()
+            acc = sums.setdefault(g.component, [0.0, 0])
+            acc[0] += float(v.sum())
+            acc[1] += int(v.numel())
+        per = {c: a / n for c, (a, n) in sums.items() if n}
+    return {"metric": info.get("metric"), "ratio": info.get("ratio"), "importance": {"per_component": per},
+            "kept_fraction": kept, "return": info.get("return")}
+
+
 def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -209,7 +239,8 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
                  "baseline_parallel": {"times": base.get("times"), "skipped": base.get("error")}}
         if "error" in base:
             result["returns"].pop("unpruned_int8_board", None)
-        report = write_report(out, result, episodes, prune_report=info, timings=dict(clock.times), extra=extra)
+        importance = component_importance(ck, info, args.seed)
+        report = write_report(out, result, episodes, prune_report=importance, timings=dict(clock.times), extra=extra)
     clock.times["total"] = time.perf_counter() - t_start
     report["timings"] = {**{s: round(clock.times.get(s, 0.0), 2) for s in [*STAGES, "baseline_wait"]},
                          "total": round(clock.times["total"], 2)}
