@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from cpr_edge.codegen import quant, tables
 from cpr_edge.codegen.reader import Graph, Operator, Tensor
