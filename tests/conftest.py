@@ -87,3 +87,16 @@ def codegen_odd_float_export(tmp_path_factory):
     ck = build_checkpoint(root / "odd.pt", encoder=[179], pi=[61, 37], latent_dim=23)
     export_checkpoint(ck, root / "model", io="float", granularity="per-tensor")
     return root / "model"
+
+
+@pytest.fixture(scope="session")
+def firmware_builds(hil_model_dir, tmp_path_factory):
+    """``{board name: (build result dict, output folder)}``: ``hil_model_dir``'s model built
+    by ``cpr_edge.build.build_firmware`` for every board definition, real boards included
+    (firmware build and QEMU tests)."""
+    from cpr_edge.boards import list_boards
+    from cpr_edge.build import build_firmware
+
+    root = tmp_path_factory.mktemp("firmware")
+    return {name: (build_firmware(name, hil_model_dir, root / name), root / name)
+            for name in list_boards()}

@@ -64,17 +64,9 @@ def test_board_definition_agrees_with_its_linker_script(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list_boards())
-def test_every_board_builds_with_memory_json(name, hil_model_dir, tmp_path, capsys):
+def test_every_board_builds_with_memory_json(name, firmware_builds):
     board = load_board(name)
-    out = tmp_path / name
-    if name == "qemu-mps2-an505":  # one board through the command line, with --json
-        rc = main(["build", "--board", name, "--model", str(hil_model_dir), "--out", str(out), "--json"])
-        captured = capsys.readouterr()
-        assert rc == 0 and f"{name}: flash" in captured.err  # progress on stderr
-        res = json.loads(captured.out)  # one JSON object on stdout
-        assert res["board"] == name and res["elf"] == str(out / "firmware.elf")
-    else:
-        res = build_firmware(board, hil_model_dir, out)
+    res, out = firmware_builds[name]
     assert {"firmware.elf", "firmware.map", "memory.json", "board_config.h"} <= {p.name for p in out.iterdir()}
     assert not (out / "obj").exists()
     mem = json.loads((out / "memory.json").read_text())
@@ -139,3 +131,15 @@ def test_missing_model_is_a_clear_error(tmp_path, capsys):
     assert main(["build", "--board", "qemu-mps2-an386", "--model", str(tmp_path)]) != 0
     assert "model_int8.tflite not found" in capsys.readouterr().err
     assert not (tmp_path / "firmware").exists()
+
+
+@pytest.mark.slow
+def test_cli_build_json(hil_model_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    rc = main(["build", "--board", "qemu-mps2-an386", "--model", str(hil_model_dir), "--out", str(out),
+               "--fc-kernel", "reference", "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0 and "qemu-mps2-an386: flash" in captured.err  # progress on stderr
+    res = json.loads(captured.out)  # one JSON object on stdout
+    assert res["elf"] == str(out / "firmware.elf") and res["fc_kernel"] == "reference"
+    assert json.loads((out / "memory.json").read_text())["fc_kernel"] == "reference"
