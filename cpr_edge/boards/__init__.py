@@ -14,6 +14,8 @@ from cpr_edge.errors import CprError
 
 UART_DRIVERS = ("uart_cmsdk", "usart_stm32f4", "uart_nrf52")
 FC_KERNELS = ("reference", "dsp", "dsp_rotate")
+COUNTER_KINDS = {"systick_icount": "instructions", "dwt_cyccnt": "cycles"}
+"""Invoke counter kind -> the unit it counts in."""
 COUNTER_UNITS = {"cycles": 0, "instructions": 1}
 """Counter unit name -> the ``counter_unit`` byte of the HELLO reply."""
 
@@ -47,6 +49,10 @@ class Board:
     uart: dict
     """driver (uart_cmsdk | usart_stm32f4 | uart_nrf52), base, irqs, clock_hz, baud and
     driver-specific pins/clock-enable bits."""
+    timer: str
+    """Time base of the firmware (``systick``: 10 ms wrap, 64-bit tick count)."""
+    counter_kind: str
+    """Invoke counter: ``systick_icount`` (QEMU has no DWT) or ``dwt_cyccnt``."""
     counter_unit: str
     """``instructions`` (QEMU: SysTick under -icount) or ``cycles`` (DWT CYCCNT)."""
     icount_shift: int
@@ -112,7 +118,7 @@ def load_board(name: str) -> Board:
             flash_origin=int(d["flash"]["origin"]), flash_size=int(d["flash"]["size"]),
             ram_origin=int(d["ram"]["origin"]), ram_size=int(d["ram"]["size"]),
             stack_bytes=int(d["stack_bytes"]), irq_count=int(d["irq_count"]), uart=dict(d["uart"]),
-            counter_unit=d["counter"]["unit"], icount_shift=int(d["counter"].get("icount_shift", 0)),
+            timer=d["timer"], counter_kind=d["counter"]["kind"], counter_unit=d["counter"]["unit"], icount_shift=int(d["counter"].get("icount_shift", 0)),
             linker_script=d["linker_script"], fc_kernel=d["fc_kernel"], qemu=d.get("qemu"),
             flash_tool=d.get("flash_tool"), notes=d.get("notes") or {})
     except (KeyError, TypeError, ValueError) as e:
@@ -120,9 +126,11 @@ def load_board(name: str) -> Board:
     if board.name != name:
         raise CprError(f"board definition {name}.yaml names itself {board.name!r}")
     if board.kind not in ("qemu", "real") or board.uart.get("driver") not in UART_DRIVERS \
-            or board.fc_kernel not in FC_KERNELS or board.counter_unit not in COUNTER_UNITS:
+            or board.fc_kernel not in FC_KERNELS or board.counter_unit not in COUNTER_UNITS \
+            or board.timer != "systick" \
+            or COUNTER_KINDS.get(board.counter_kind) != board.counter_unit:
         raise CprError(f"board definition {name}.yaml has an unknown kind, UART driver, "
-                       f"FC kernel or counter unit")
+                       f"FC kernel, timer or counter kind/unit")
     if (board.kind == "qemu") != (board.qemu is not None):
         raise CprError(f"board definition {name}.yaml: a qemu board needs a qemu section, "
                        f"a real board none")
