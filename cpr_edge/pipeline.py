@@ -110,9 +110,9 @@ def export_and_build(ck, model_dir: Path, board, say, times: dict) -> tuple[dict
     return info, build
 
 
-def baseline_job(checkpoint: str, model_dir: str, board_name: str) -> dict:
+def baseline_job(checkpoint: str, model_dir: str, board_name: str, metric: str, seed: int) -> dict:
     """Export and build the unpruned checkpoint (baseline b) in a worker process, in parallel
-    with pruning: it does not depend on it."""
+    with pruning: it does not depend on it. Also the importance per component for the report."""
     import torch
 
     from cpr_edge.agents.checkpoint import load_checkpoint
@@ -121,19 +121,42 @@ def baseline_job(checkpoint: str, model_dir: str, board_name: str) -> dict:
     torch.set_num_threads(1)
     say = lambda m: print(f"  baseline: {m.strip()}", file=sys.stderr, flush=True)
     times: dict[str, float] = {}
+    ck = load_checkpoint(checkpoint)
+    t = time.perf_counter()
+    importance = mean_importance(ck, metric, seed)
+    times["importance"] = time.perf_counter() - t
     try:
-        info, build = export_and_build(load_checkpoint(checkpoint), Path(model_dir), load_board(board_name), say, times)
+        info, build = export_and_build(ck, Path(model_dir), load_board(board_name), say, times)
     except CprError as e:
-        return {"error": str(e), "times": times}
-    return {"export": info, "build": build, "times": times}
+        return {"error": str(e), "times": times, "importance": importance}
+    return {"export": info, "build": build, "times": times, "importance": importance}
 
 
-def component_importance(ck, info: dict, seed: int) -> dict:
-    """Mean unit importance and kept fraction per component, for the report's plot.
+def mean_importance(ck, metric: str, seed: int) -> dict[str, float]:
+    """Mean unit score per component: the scores that drive pruning, recomputed with the same
+    metric, seed and source (training trace or post hoc) as ``prune_checkpoint``."""
+    import numpy as np
+    import torch
 
-    Taken from prune.json when it holds them; otherwise the scores that drove the pruning
-    are recomputed with the same metric, seed and source (training trace or post hoc)."""
-    per = info.get("importance_per_component") or (info.get("importance") or {}).get("per_component")
+    from cpr_edge.pruning.pruner import importance_scores
+
+    torch.manual_seed(seed)  # as prune_checkpoint seeds before scoring
+    np.random.seed(seed)
+    groups, scores, _ = importance_scores(ck.agent, metric, ck.extra.get("importance"), ck.replay, seed)
+    sums: dict[str, list[float]] = {}
+    for g in groups:
+        v = scores[g.name].detach().double()
+        acc = sums.setdefault(g.component, [0.0, 0])
+        acc[0] += float(v.sum())
+        acc[1] += int(v.numel())
+    return {c: a / n for c, (a, n) in sums.items() if n}
+
+
+def component_importance(ck, info: dict, seed: int, per: dict | None = None) -> dict:
+    """Mean unit importance and kept fraction per component, for the report's plot: from
+    prune.json when it holds them, else ``per`` (computed by the baseline worker), else now."""
+    per = (info.get("importance_per_component") or (info.get("importance") or {}).get("per_component")
+           or per)
     kept = {}
     widths = info.get("widths", {})
     for name, before in widths.get("before", {}).items():
@@ -143,17 +166,7 @@ def component_importance(ck, info: dict, seed: int) -> dict:
         k[1] += before
     kept = {c: a / b for c, (a, b) in kept.items() if b}
     if not per:
-        from cpr_edge.pruning.pruner import importance_scores
-
-        groups, scores, source = importance_scores(ck.agent, info["metric"], ck.extra.get("importance"),
-                                                   ck.replay, seed)
-        sums: dict[str, list[float]] = {}
-        for g in groups:
-            v = scores[g.name].detach().double()
-            acc = sums.setdefault(g.component, [0.0, 0])
-            acc[0] += float(v.sum())
-            acc[1] += int(v.numel())
-        per = {c: a / n for c, (a, n) in sums.items() if n}
+        per = mean_importance(ck, info["metric"], seed)
     return {"metric": info.get("metric"), "ratio": info.get("ratio"), "importance": {"per_component": per},
             "kept_fraction": kept, "return": info.get("return")}
 
@@ -194,7 +207,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         say("      baseline (b): exporting and building the unpruned model in parallel")
-        baseline = pool.submit(baseline_job, str(src), str(out / "baseline"), args.board)
+        baseline = pool.submit(baseline_job, str(src), str(out / "baseline"), args.board, args.metric, args.seed)
         with clock.stage("prune", f"{args.metric} importance, remove {args.ratio:.0%} of the deployed parameters"):
             pruned, info = prune_checkpoint(ck, metric=args.metric, ratio=args.ratio,
                                             recover_steps=args.recover_steps, eval_episodes=args.episodes,
@@ -239,7 +252,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
                  "baseline_parallel": {"times": base.get("times"), "skipped": base.get("error")}}
         if "error" in base:
             result["returns"].pop("unpruned_int8_board", None)
-        importance = component_importance(ck, info, args.seed)
+        importance = component_importance(ck, info, args.seed, base.get("importance"))
         report = write_report(out, result, episodes, prune_report=importance, timings=dict(clock.times), extra=extra)
     clock.times["total"] = time.perf_counter() - t_start
     report["timings"] = {**{s: round(clock.times.get(s, 0.0), 2) for s in [*STAGES, "baseline_wait"]},

@@ -122,7 +122,9 @@ def cmd_hil(args: argparse.Namespace) -> int:
 def summary_json(report: dict, out: Path) -> dict:
     keys = ("passed", "checks", "task", "board", "model", "seeds", "returns", "mean_return", "latency",
             "memory", "timings")
-    return {"out": str(out), **{k: report[k] for k in keys if k in report}}
+    out_obj = {"out": str(out), **{k: report[k] for k in keys if k in report}}
+    out_obj["model"] = {k: v for k, v in report["model"].items() if k != "export"}  # export.json is in report.json
+    return out_obj
 
 
 def summary_text(report: dict, out: Path) -> str:
