@@ -39,7 +39,7 @@ def exported(tiny_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported_per_tensor(tiny_checkpoint, tmp_path_factory):
-    """The command line, per-tensor weights, also measuring per-channel (--compare-granularity)."""
+    """The command line: per-tensor weights, standardised input, per-channel measured too."""
     from cpr_edge.cli import main
 
     out = tmp_path_factory.mktemp("export") / "tiny_pt"
@@ -49,7 +49,8 @@ def exported_per_tensor(tiny_checkpoint, tmp_path_factory):
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         rc = main(["export", "--checkpoint", str(tiny_checkpoint), "--out", str(out),
-                   "--granularity", "per-tensor", "--compare-granularity", "--json"])
+                   "--granularity", "per-tensor", "--compare-granularity", "--input-prescale", "standardize",
+                   "--json"])
     assert rc == 0
     return out, json.loads(stdout.getvalue())
 
@@ -71,7 +72,9 @@ def _held_back(ck):
 
 
 def _tflm_actions(data: bytes, obs: np.ndarray, info: dict) -> np.ndarray:
+    """What a board does: prescale, quantise, invoke, dequantise."""
     iq, oq = info["input"], info["output"]
+    obs = (obs - np.asarray(iq["offset"], np.float32)) * np.asarray(iq["gain"], np.float32)
     interp = runtime.Interpreter.from_bytes(data, arena_size=info["tflm"]["arena_bytes"])
     out = []
     for o in obs:
@@ -91,7 +94,8 @@ def test_export_folder_is_complete_and_consistent(exported):
     assert info["model_bytes"] == len(data)
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
     assert (info["obs_dim"], info["act_dim"], info["task"]) == (5, 1, "cartpole-swingup")
-    assert info["normalization"] == {"kind": "none"}
+    assert info["normalization"] == {"kind": "none"} and info["input_prescale"] == "none"
+    assert info["input"]["offset"] == [0.0] * 5 and info["input"]["gain"] == [1.0] * 5
     assert info["tflm"]["arena_bytes"] > 0 and info["error"]["max_abs"] >= info["error"]["mean_abs"] >= 0
     assert len(lines) >= 6 and lines[0].startswith("[1/6]")
     # no scratch or temporary folders left beside the output
@@ -183,13 +187,32 @@ def test_per_tensor_vs_per_channel(exported, exported_per_tensor):
     # per-channel pays for its scales in flash and for its multipliers in the arena
     assert pt["model_bytes"] < pc["model_bytes"]
     assert pt["tflm"]["arena_bytes"] < pc["tflm"]["arena_bytes"]
-    lsb = pt["output"]["scale"]
-    assert pt["error"]["max_abs"] <= MAX_LSB * lsb and pt["error"]["mean_abs"] <= MEAN_LSB * lsb
     # --compare-granularity rebuilt per-channel and measured the same arena as the main export
     costs = pt["granularity_costs"]
     assert costs["per-tensor"]["arena_bytes"] == pt["tflm"]["arena_bytes"]
     assert costs["per-channel"]["arena_bytes"] == pc["tflm"]["arena_bytes"]
     assert costs["per-channel"]["model_bytes"] > costs["per-tensor"]["model_bytes"] == pt["model_bytes"]
+
+
+def test_standardized_input_needs_and_uses_offset_and_gain(exported_per_tensor, tiny_checkpoint):
+    out, pt = exported_per_tensor
+    ck = load_checkpoint(tiny_checkpoint)
+    calib = ck.replay["obs"][0]  # the export calibrates on the first episode, holds back the second
+    iq = pt["input"]
+    assert pt["input_prescale"] == "standardize"
+    assert np.allclose(iq["offset"], calib.mean(0), atol=1e-5)
+    assert np.allclose(iq["gain"], 1 / calib.std(0), rtol=1e-4)
+    obs = _held_back(ck)
+    with torch.no_grad():
+        want = DeployedPolicy(ck.agent.model.encoder, ck.agent.model.pi)(torch.from_numpy(obs)).numpy()[:, 0]
+    data = (out / "model_int8.tflite").read_bytes()
+    err = np.abs(_tflm_actions(data, obs, pt) - want)
+    lsb = pt["output"]["scale"]
+    assert err.max() <= MAX_LSB * lsb and err.mean() <= MEAN_LSB * lsb
+    assert err.max() == pytest.approx(pt["error"]["max_abs"], abs=1e-6)
+    # a board that skipped the prescale would be far off
+    raw = dict(pt, input={**iq, "offset": [0.0] * 5, "gain": [1.0] * 5})
+    assert np.abs(_tflm_actions(data, obs, raw) - want).mean() > 4 * MEAN_LSB * lsb
 
 
 def test_corrupt_checkpoint_fails_cleanly_and_keeps_old_folder(tmp_path):
@@ -229,7 +252,7 @@ def test_missing_calibration_data_is_refused(tiny_checkpoint, tmp_path):
 
 
 def test_affine_normalisation_is_folded_into_the_first_layer(tiny_checkpoint, tmp_path):
-    from cpr_edge.export.onnx_graph import deployed_policy, reference_actions
+    from cpr_edge.export.onnx_graph import deployed_policy, input_prescale, reference_actions
 
     ck = load_checkpoint(tiny_checkpoint)
     obs = ck.replay_obs()[:200]
@@ -242,6 +265,11 @@ def test_affine_normalisation_is_folded_into_the_first_layer(tiny_checkpoint, tm
     assert np.abs(plain - want).max() > 1e-2  # the normalisation changes the actions
     save_checkpoint(ck, tmp_path / "norm.pt")
     assert load_checkpoint(tmp_path / "norm.pt").normalization["kind"] == "affine"
+    # with a prescale on top, the model takes (obs - offset) * gain
+    offset, gain = input_prescale(obs, "standardize")
+    with torch.no_grad():
+        both = deployed_policy(ck, (offset, gain))(torch.from_numpy((obs - offset) * gain)).numpy()
+    assert np.abs(both - want).max() < 1e-5
     ck.normalization = {"kind": "affine", "mean": [0.0] * 5, "std": [1.0, 0.0, 1.0, 1.0, 1.0]}
     with pytest.raises(CprError, match="std must be positive"):
         deployed_policy(ck)

@@ -21,6 +21,10 @@ def register(sub) -> None:
                    help="accept float ops left after the ELU rewrite (TFLM then runs them in float)")
     p.add_argument("--compare-granularity", action="store_true",
                    help="also build the other granularity and record its arena and error")
+    p.add_argument("--input-prescale", choices=["none", "standardize"], default="none",
+                   help="standardize: the model takes (obs - input.offset) * input.gain (per-dimension "
+                        "calibration mean/std), which the board must apply before quantising; much finer "
+                        "int8 input resolution. none (default): raw observations")
     p.add_argument("--json", action="store_true", help="print export.json on stdout")
     p.set_defaults(func=cmd_export)
 
@@ -38,6 +42,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = resolve_checkpoint(args.checkpoint, args.task, args.preset)
     info = export_checkpoint(path, args.out, io=args.io, granularity=args.granularity,
                              allow_float=args.allow_float, compare_granularity=args.compare_granularity,
+                             prescale=args.input_prescale,
                              progress=lambda line: print(f"export: {line}", file=sys.stderr, flush=True))
     e, q = info["error"], info["output"]
     text = (f"wrote {args.out}: {info['model_bytes']} bytes, ops {' '.join(info['op_resolver'])}, "

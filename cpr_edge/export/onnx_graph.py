@@ -39,8 +39,29 @@ def normalize(obs: np.ndarray, normalization: dict) -> np.ndarray:
     raise CprError(f"unsupported observation normalisation kind {kind!r} (known: none, affine)")
 
 
-def deployed_policy(ck: Checkpoint) -> DeployedPolicy:
-    """A float copy of encoder -> pi with the normalisation folded into the first layer."""
+def input_prescale(calib: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension ``(offset, gain)``: the board feeds ``(obs - offset) * gain`` to the model.
+
+    ``none`` is the identity (raw observations). ``standardize`` uses the calibration mean and
+    standard deviation: int8 input quantisation is one scale for the whole observation, so
+    without it a dimension with a small range (an angle's cosine next to a velocity) gets only
+    a handful of levels.
+    """
+    dim = calib.shape[1]
+    if kind == "none":
+        return np.zeros(dim, np.float32), np.ones(dim, np.float32)
+    if kind == "standardize":
+        std = calib.std(0)
+        gain = np.where(std > 1e-6, 1.0 / np.maximum(std, 1e-6), 1.0)
+        return calib.mean(0).astype(np.float32), gain.astype(np.float32)
+    raise CprError(f"unknown input prescale {kind!r} (known: none, standardize)")
+
+
+def deployed_policy(ck: Checkpoint, prescale: tuple[np.ndarray, np.ndarray] | None = None) -> DeployedPolicy:
+    """A float copy of encoder -> pi with the normalisation folded into the first layer.
+
+    With ``prescale=(offset, gain)`` the model takes ``(obs - offset) * gain`` instead of obs.
+    """
     act = ck.arch.activation
     if act.capitalize() in NO_INT8_ON_TFLM:
         raise CprError(f"cannot export: activation {act.capitalize()} cannot run int8 on TFLM "
@@ -49,7 +70,7 @@ def deployed_policy(ck: Checkpoint) -> DeployedPolicy:
     norm = ck.normalization or {"kind": "none"}
     kind = norm.get("kind", "none")
     if kind == "none":
-        return model
+        return _unfold_prescale(model, prescale)
     if kind != "affine":
         raise CprError(f"unsupported observation normalisation kind {kind!r} (known: none, affine)")
     mean = torch.as_tensor(np.asarray(norm["mean"], np.float32))
@@ -63,6 +84,18 @@ def deployed_policy(ck: Checkpoint) -> DeployedPolicy:
         # W((x - m) / s) + b = (W / s) x + (b - (W / s) m)
         first.weight.div_(std)
         first.bias.sub_(first.weight @ mean)
+    return _unfold_prescale(model, prescale)
+
+
+def _unfold_prescale(model: DeployedPolicy, prescale) -> DeployedPolicy:
+    if prescale is None:
+        return model
+    offset, gain = (torch.as_tensor(np.asarray(v, np.float32)) for v in prescale)
+    first = model.encoder.net[0]
+    with torch.no_grad():
+        # W obs + b with obs = x / gain + offset: (W / gain) x + (b + W offset)
+        first.bias.add_(first.weight @ offset)
+        first.weight.div_(gain)
     return model
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from cpr_edge.agents.checkpoint import Checkpoint, load_checkpoint
 from cpr_edge.errors import CprError
 from cpr_edge.export import c_array, flatbuffer
-from cpr_edge.export.onnx_graph import OPSET, deployed_policy, export_onnx, reference_actions
+from cpr_edge.export.onnx_graph import OPSET, deployed_policy, export_onnx, input_prescale, reference_actions
 from cpr_edge.export.quantize import GRANULARITIES, IO_TYPES, import_tensorflow, onnx_to_saved_model, quantize
 from cpr_edge.export.tflm_ops import check_ops, op_resolver_header
 from cpr_edge.export.tflm_run import run_tflm, smallest_arena
@@ -87,13 +87,16 @@ def build_int8(saved_model: Path, calib: np.ndarray, io: str, granularity: str,
             "converter_ops": flatbuffer.op_names(flatbuffer.load_model(raw))}
 
 
-def verify(data: bytes, model, ck: Checkpoint, held: np.ndarray, work: Path, name: str) -> dict:
-    """Smallest TFLM arena, then TFLM actions at exactly that arena against PyTorch float."""
+def verify(data: bytes, model, ck: Checkpoint, held: np.ndarray, prescale, work: Path, name: str) -> dict:
+    """Smallest TFLM arena, then TFLM actions at exactly that arena against PyTorch float.
+
+    TFLM gets the held-back observations as the board would: prescaled, then quantised."""
     path = work / name
     path.write_bytes(data)
     arena, allocations, tries = smallest_arena(path)
     input_q, output_q = flatbuffer.io_quant(model, "input"), flatbuffer.io_quant(model, "output")
-    got = run_tflm(data, held, input_q, output_q, arena)
+    offset, gain = prescale
+    got = run_tflm(data, (held - offset) * gain, input_q, output_q, arena)
     want = reference_actions(ck, held)
     if got.shape != want.shape:
         raise CprError(f"TFLM output shape {list(got.shape)} differs from PyTorch {list(want.shape)}")
@@ -113,7 +116,7 @@ def verify(data: bytes, model, ck: Checkpoint, held: np.ndarray, work: Path, nam
 def export_checkpoint(checkpoint: str | Path | Checkpoint, out_dir: str | Path, io: str = "int8",
                       granularity: str = "per-channel", allow_float: bool = False,
                       progress: Callable[[str], None] | None = None,
-                      compare_granularity: bool = False) -> dict:
+                      compare_granularity: bool = False, prescale: str = "none") -> dict:
     say = progress or (lambda line: None)
     if io not in IO_TYPES:
         raise CprError(f"io must be one of {', '.join(IO_TYPES)}, not {io!r}")
@@ -121,6 +124,8 @@ def export_checkpoint(checkpoint: str | Path | Checkpoint, out_dir: str | Path, 
         raise CprError(f"granularity must be one of {', '.join(GRANULARITIES)}, not {granularity!r}")
     ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     calib, held = split_observations(ck)
+    offset, gain = input_prescale(calib, prescale)
+    model_calib = (calib - offset) * gain  # what the model input sees on the board
     times: dict[str, float] = {}
     out_dir = Path(out_dir)
 
@@ -128,7 +133,7 @@ def export_checkpoint(checkpoint: str | Path | Checkpoint, out_dir: str | Path, 
         work = Path(scratch)
         t = time.perf_counter()
         say(f"[1/6] ONNX: encoder -> pi, obs {ck.arch.obs_dim} -> action {ck.arch.act_dim}, opset {OPSET}")
-        onnx_ops = export_onnx(deployed_policy(ck), ck.arch.obs_dim, tmp / "model.onnx")
+        onnx_ops = export_onnx(deployed_policy(ck, (offset, gain)), ck.arch.obs_dim, tmp / "model.onnx")
         times["onnx"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -143,7 +148,7 @@ def export_checkpoint(checkpoint: str | Path | Checkpoint, out_dir: str | Path, 
 
         t = time.perf_counter()
         say(f"[4/6] quantising: {granularity} int8 weights, {io} I/O, {len(calib)} calibration observations")
-        built = build_int8(saved_model, calib, io, granularity, allow_float, work)
+        built = build_int8(saved_model, model_calib, io, granularity, allow_float, work)
         times["quantize"] = time.perf_counter() - t
         ops = flatbuffer.op_names(built["model"])
         say(f"      ops: {' '.join(ops)}"
@@ -151,7 +156,7 @@ def export_checkpoint(checkpoint: str | Path | Checkpoint, out_dir: str | Path, 
 
         t = time.perf_counter()
         say(f"[5/6] verifying in TFLM: arena search (one subprocess per try), {len(held)} held-back observations")
-        checked = verify(built["bytes"], built["model"], ck, held, work, "model_int8.tflite")
+        checked = verify(built["bytes"], built["model"], ck, held, (offset, gain), work, "model_int8.tflite")
         times["verify"] = time.perf_counter() - t
         say(f"      arena {checked['tflm']['arena_bytes']} bytes, action error max "
             f"{checked['error']['max_abs']:.4f} mean {checked['error']['mean_abs']:.4f}")
@@ -161,8 +166,8 @@ def export_checkpoint(checkpoint: str | Path | Checkpoint, out_dir: str | Path, 
             t = time.perf_counter()
             other = GRANULARITIES[1 - GRANULARITIES.index(granularity)]
             say(f"[5/6] comparing with {other} weights")
-            alt = build_int8(saved_model, calib, io, other, allow_float, work)
-            alt_checked = verify(alt["bytes"], alt["model"], ck, held, work, f"model_{other}.tflite")
+            alt = build_int8(saved_model, model_calib, io, other, allow_float, work)
+            alt_checked = verify(alt["bytes"], alt["model"], ck, held, (offset, gain), work, f"model_{other}.tflite")
             for g, b, c in ((granularity, built, checked), (other, alt, alt_checked)):
                 costs[g] = {"model_bytes": len(b["bytes"]), "arena_bytes": c["tflm"]["arena_bytes"],
                             "error_max_abs": c["error"]["max_abs"], "error_mean_abs": c["error"]["mean_abs"]}
@@ -187,7 +192,9 @@ def export_checkpoint(checkpoint: str | Path | Checkpoint, out_dir: str | Path, 
             "ops": ops, "op_resolver": list(dict.fromkeys(ops)),
             "converter_ops": built["converter_ops"], "fused_islands": built["fused"],
             "float_ops": [f.name for f in float_left], "all_int8": not float_left,
-            "input": flatbuffer.io_quant(built["model"], "input"),
+            "input_prescale": prescale,
+            "input": {**flatbuffer.io_quant(built["model"], "input"),
+                      "offset": [float(v) for v in offset], "gain": [float(v) for v in gain]},
             "output": flatbuffer.io_quant(built["model"], "output"),
             "tensors": flatbuffer.tensor_table(built["model"]),
             "model_bytes": len(data), "sha256": digest,
