@@ -120,14 +120,15 @@ void cpr_fully_connected_s8_dsp(const cpr_fc_params *p, const int8_t *input, int
                 a3 = bias[n + 3];
             }
             const int8_t *x = input;
-            /* two 4-byte groups per iteration: halves the loop overhead per MAC */
-            for (const int8_t *const x_end8 = input + (k4 & ~7); x < x_end8; x += 8, w += 32) {
+            /* four 4-byte groups per iteration: the loop overhead is paid once per 64 MACs */
+            for (const int8_t *const x_end16 = input + (k4 & ~15); x < x_end16; x += 16, w += 64) {
                 CPR_FC_DSP_STEP(x, w);
                 CPR_FC_DSP_STEP(x + 4, w + 16);
+                CPR_FC_DSP_STEP(x + 8, w + 32);
+                CPR_FC_DSP_STEP(x + 12, w + 48);
             }
-            if (k4 & 4) {
+            for (const int8_t *const x_end4 = input + k4; x < x_end4; x += 4, w += 16) {
                 CPR_FC_DSP_STEP(x, w);
-                w += 16;
             }
             for (int32_t k = 0; k < tail; ++k) {
                 const int32_t xk = input[k4 + k] + input_offset;
