@@ -62,3 +62,22 @@ def test_eval_cli_json(shipped_cartpole_small):
     out = json.loads(r.stdout)
     assert out["task"] == "cartpole-swingup" and out["episodes"] == 2
     assert out["policy"]["mean"] > 700 and "mpc" not in out
+
+
+def test_resume_continues_steps_replay_and_evaluations(tiny_checkpoint, tmp_path):
+    ck0 = load_checkpoint(tiny_checkpoint)
+    ck0.training["env_steps"] = 6000  # as if trained past the seed point (5000 env steps)
+    from cpr_edge.agents.checkpoint import save_checkpoint
+
+    start = save_checkpoint(ck0, tmp_path / "start.pt")
+    calls = []
+    tc = TrainConfig(task="cartpole-swingup", steps=6500, eval_freq=0, eval_episodes=1, eval_mpc=False,
+                     replay_sample=100, out=str(tmp_path / "resumed.pt"), resume=str(start),
+                     config_overrides=dict(batch_size=16, train_iterations=1, train_num_samples=32,
+                                           iterations=1, num_samples=32))
+    train(tc, hooks=[lambda agent, info: calls.append(info["step"])])
+    ck = load_checkpoint(tmp_path / "resumed.pt")
+    # training runs whole episodes: one more 125-step episode at action repeat 8
+    assert ck.training["env_steps"] == 7000
+    assert len(calls) == 125 and calls[0] == 6008  # one update per agent step, no second seeding
+    assert ck.cfg.batch_size == 16

@@ -20,6 +20,8 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--importance", action="store_true",
                    help="track gradient importance during training (stored in the checkpoint)")
+    p.add_argument("--resume", default=None, metavar="CHECKPOINT",
+                   help="continue training from a checkpoint of the same task and preset")
     p.add_argument("--out", default=None, help="checkpoint path (default TASK_PRESET.pt)")
     p.add_argument("--json", action="store_true", help="print the final evaluation as JSON")
     p.set_defaults(func=cmd_train)
@@ -48,7 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         hooks.append(tracker)
     tc = TrainConfig(task=args.task, preset=args.preset, steps=args.steps, seed=args.seed,
                      eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
-                     eval_mpc=not args.no_eval_mpc, threads=args.threads,
+                     eval_mpc=not args.no_eval_mpc, threads=args.threads, resume=args.resume,
                      out=args.out or f"{args.task}_{args.preset}.pt")
     ck = train(tc, hooks=hooks, extra_sections=(lambda: {"importance": tracker.state_dict()}) if tracker else None)
     last = ck.training["evals"][-1]

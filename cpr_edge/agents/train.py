@@ -1,6 +1,7 @@
 """The TD-MPC training loop: one plan and one update per agent step (after seeding)."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -11,13 +12,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cpr_edge.agents.checkpoint import Checkpoint, save_checkpoint
+from cpr_edge.agents.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cpr_edge.agents.config import make_config
 from cpr_edge.agents.evaluate import evaluate, summary
 from cpr_edge.agents.replay import ReplayBuffer
 from cpr_edge.agents.tdmpc import TDMPC, UpdateHook
 from cpr_edge.agents.told import Arch
 from cpr_edge.envs import make_env
+from cpr_edge.errors import CprError
 
 
 @dataclass
@@ -44,6 +46,9 @@ class TrainConfig:
     """torch threads (more than one slows down under CPU contention)."""
     out: str = "checkpoint.pt"
     """Checkpoint path (written atomically at each evaluation and at the end)."""
+    resume: str | None = None
+    """Continue from this checkpoint: its weights, replay sample, step count and evaluations
+    (optimiser moments restart; ``steps`` stays the total)."""
     config_overrides: dict = field(default_factory=dict)
     """TDMPCConfig fields to change from the preset (quick runs and tests)."""
 
@@ -83,16 +88,25 @@ def train(tc: TrainConfig, hooks: list[UpdateHook] | None = None,
     torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
-    cfg = make_config(tc.preset, **tc.config_overrides)
+    start = load_checkpoint(tc.resume) if tc.resume else None
+    if start and (start.task, start.preset) != (tc.task, tc.preset):
+        raise CprError(f"--resume checkpoint is {start.task}/{start.preset}, not {tc.task}/{tc.preset}")
+    cfg = (dataclasses.replace(start.cfg, **tc.config_overrides) if start
+           else make_config(tc.preset, **tc.config_overrides))
+    if start:
+        start.agent.cfg = cfg
     env = make_env(tc.task, tc.seed)
     spec = env.spec
-    arch = Arch.from_config(cfg, spec.obs_dim, spec.act_dim)
-    agent = TDMPC(cfg, arch, seed=tc.seed)
+    agent = start.agent if start else TDMPC(cfg, Arch.from_config(cfg, spec.obs_dim, spec.act_dim), seed=tc.seed)
     agent.hooks.extend(hooks or [])
     T = spec.episode_length
-    buffer = ReplayBuffer(spec.obs_dim, spec.act_dim, T, capacity_episodes=tc.steps // (T * spec.action_repeat) + 2,
+    resumed_episodes = start.replay["obs"].shape[0] if start else 0
+    buffer = ReplayBuffer(spec.obs_dim, spec.act_dim, T,
+                          capacity_episodes=tc.steps // (T * spec.action_repeat) + 2 + resumed_episodes,
                           horizon=cfg.horizon, alpha=cfg.per_alpha, beta=cfg.per_beta, seed=tc.seed)
-    history: list[dict] = []
+    for e in range(resumed_episodes):
+        buffer.add(start.replay["obs"][e], start.replay["action"][e], start.replay["reward"][e])
+    history: list[dict] = list(start.training.get("evals", [])) if start else []
     ck = Checkpoint(agent, tc.task, tc.preset, spec.to_dict(), {"kind": "none"}, {}, {})
 
     def do_eval(step: int, final: bool = False):
@@ -112,8 +126,10 @@ def train(tc: TrainConfig, hooks: list[UpdateHook] | None = None,
             ck.extra = extra_sections()
         save_checkpoint(ck, tc.out)
 
-    t_start = time.time()
-    step, next_eval, seeded = 0, tc.eval_freq, False
+    t_start = time.time() - (start.training.get("wall_s", 0.0) if start else 0.0)
+    step = int(start.training["env_steps"]) if start else 0
+    next_eval = (step // tc.eval_freq + 1) * tc.eval_freq if tc.eval_freq else 0
+    seeded = start is not None
     bar = tqdm(total=tc.steps, unit="env-step", file=sys.stderr, dynamic_ncols=True)
     ep = 0
     while step < tc.steps:
