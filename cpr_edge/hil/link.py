@@ -259,8 +259,11 @@ class Link:
 
         now = time.monotonic()
         self.parser.expire(now)
-        wait = min(deadline - now, FRAME_STALL_S if self.parser.buf else deadline - now)
-        self.port.timeout = max(0.0, wait)
+        # poll in slices of at most 50 ms (the frame stall limit); a real serial port
+        # reconfigures the tty on every timeout change, so change it only when needed
+        wait = round(max(0.0, min(deadline - now, FRAME_STALL_S)), 3)
+        if self.port.timeout != wait:
+            self.port.timeout = wait
         try:
             data = self.port.read(self.parser.need())
         except serial.SerialException as e:
