@@ -130,7 +130,7 @@ def train(tc: TrainConfig, hooks: list[UpdateHook] | None = None,
     step = int(start.training["env_steps"]) if start else 0
     next_eval = (step // tc.eval_freq + 1) * tc.eval_freq if tc.eval_freq else 0
     seeded = start is not None
-    bar = tqdm(total=tc.steps, unit="env-step", file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=tc.steps, initial=step, unit="env-step", file=sys.stderr, dynamic_ncols=True)
     ep = 0
     while step < tc.steps:
         obs = env.reset()
