@@ -25,10 +25,10 @@ def shipped() -> list[Path]:
     return sorted(folder.glob("*.pt"))
 
 
-def export_one(path: Path, out: Path) -> tuple[dict, float]:
+def export_one(path: Path, out: Path, prescale: str) -> tuple[dict, float]:
     t = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "cpr_edge.cli", "export", "--checkpoint", str(path),
-                        "--out", str(out), "--compare-granularity", "--json"],
+                        "--out", str(out), "--compare-granularity", "--input-prescale", prescale, "--json"],
                        capture_output=True, text=True)
     wall = time.perf_counter() - t
     if r.returncode != 0:
@@ -39,6 +39,8 @@ def export_one(path: Path, out: Path) -> tuple[dict, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", action="append", default=None, help="checkpoint file (repeatable)")
+    ap.add_argument("--input-prescale", choices=["none", "standardize"], default="none",
+                    help="passed to cpr-edge export (default none: raw observations)")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = ap.parse_args()
     paths = [Path(p) for p in args.checkpoint] if args.checkpoint else shipped()
@@ -49,7 +51,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for k, path in enumerate(paths):
             print(f"exporting {path.name} ...", file=sys.stderr, flush=True)
-            info, wall = export_one(path, Path(tmp) / f"export{k}")
+            info, wall = export_one(path, Path(tmp) / f"export{k}", args.input_prescale)
             costs = info["granularity_costs"]
             rows.append({"checkpoint": path.name, "task": info["task"], "preset": info["preset"],
                          "stages_s": {s: info["timings_s"].get(s) for s in STAGES}, "wall_s": round(wall, 2),
@@ -67,7 +69,8 @@ def main() -> int:
     for r in rows:
         print(f"{r['checkpoint']:32s} " + " ".join(f"{(r['stages_s'][s] or 0):9.2f}" for s in STAGES)
               + f" {r['wall_s']:7.2f}")
-    print("\nmodel and TFLM arena (host x86-64 tflite-micro, smallest arena found by binary search)")
+    print(f"\nmodel and TFLM arena (host x86-64 tflite-micro, smallest arena found by binary search; "
+          f"input prescale {args.input_prescale})")
     print(f"{'checkpoint':32s} {'granularity':12s} {'model B':>8s} {'arena B':>8s} {'err max':>8s} {'err mean':>8s}  ops")
     for r in rows:
         print(f"{r['checkpoint']:32s} {'per-channel':12s} {r['model_bytes']:8d} {r['arena_bytes']:8d} "
