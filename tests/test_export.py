@@ -273,3 +273,19 @@ def test_affine_normalisation_is_folded_into_the_first_layer(tiny_checkpoint, tm
     ck.normalization = {"kind": "affine", "mean": [0.0] * 5, "std": [1.0, 0.0, 1.0, 1.0, 1.0]}
     with pytest.raises(CprError, match="std must be positive"):
         deployed_policy(ck)
+
+
+def test_converter_failures_are_one_line_errors(exported, tmp_path):
+    """onnx2tf on a broken ONNX file, and the TF converter on a damaged SavedModel, both end in
+    a CprError (the fixture has loaded TensorFlow already)."""
+    from cpr_edge.export.quantize import onnx_to_saved_model, quantize
+
+    (tmp_path / "broken.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(CprError, match="onnx2tf failed"):
+        onnx_to_saved_model(tmp_path / "broken.onnx", tmp_path / "sm", tmp_path / "log")
+    saved = onnx_to_saved_model(exported[0] / "model.onnx", tmp_path / "sm_ok", tmp_path / "log")
+    calib = np.zeros((40, 5), np.float32)
+    assert len(quantize(saved, calib, tmp_path / "log")) > 0
+    (saved / "saved_model.pb").write_bytes(b"\x08garbage")
+    with pytest.raises(CprError, match="TFLite converter failed"):
+        quantize(saved, calib, tmp_path / "log")
