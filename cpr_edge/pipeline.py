@@ -173,7 +173,6 @@ def component_importance(ck, info: dict, seed: int, per: dict | None = None) -> 
 
 def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     import torch
 
@@ -205,9 +204,10 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     clock = StageClock(say)
     say(f"prune-and-flash: {src} ({ck.task}) -> {args.board}, metric {args.metric}, ratio {args.ratio:g}, out {out}")
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # leaving the with-block terminates the worker: an error here does not wait for it
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
         say("      baseline (b): exporting and building the unpruned model in parallel")
-        baseline = pool.submit(baseline_job, str(src), str(out / "baseline"), args.board, args.metric, args.seed)
+        baseline = pool.apply_async(baseline_job, (str(src), str(out / "baseline"), args.board, args.metric, args.seed))
         with clock.stage("prune", f"{args.metric} importance, remove {args.ratio:.0%} of the deployed parameters"):
             pruned, info = prune_checkpoint(ck, metric=args.metric, ratio=args.ratio,
                                             recover_steps=args.recover_steps, eval_episodes=args.episodes,
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
         for k, v in times.items():
             clock.add(k, v)
         t = time.perf_counter()
-        base = baseline.result()
+        base = baseline.get()
         clock.add("baseline_wait", time.perf_counter() - t)
     if "error" in base:
         if "does not fit" not in base["error"]:
