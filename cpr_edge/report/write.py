@@ -74,7 +74,7 @@ def markdown(report: dict) -> str:
     r = report
     lines = [f"# HIL report: {r['task']} on {r['board']['name']}", "",
              f"**{'PASSED' if r['passed'] else 'FAILED'}** — model `{r['model']['sha256'][:16]}…` "
-             f"({r['model']['bytes']} bytes), {len(r['seeds'])} episodes per controller, seeds "
+             f"({r['model']['bytes']} bytes), {len(r['seeds'])} episode(s) per controller, seeds "
              f"{r['seeds'][0]}…{r['seeds'][-1]}.", "",
              "| check | value | threshold | result | note |", "|---|---|---|---|---|"]
     for c in r["checks"]:
