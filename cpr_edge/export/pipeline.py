@@ -124,11 +124,19 @@ def export_checkpoint(checkpoint: str | Path | Checkpoint, out_dir: str | Path, 
         raise CprError(f"granularity must be one of {', '.join(GRANULARITIES)}, not {granularity!r}")
     ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     calib, held = split_observations(ck)
+    input_prescale(calib, prescale)  # refuse an unknown kind before the slow stages
+    try:
+        return _export(ck, Path(out_dir), calib, held, io, granularity, allow_float, say,
+                       compare_granularity, prescale)
+    except OSError as e:  # e.g. an output folder that cannot be written
+        raise CprError(f"export to {out_dir} failed: {type(e).__name__}: {e}")
+
+
+def _export(ck: Checkpoint, out_dir: Path, calib: np.ndarray, held: np.ndarray, io: str, granularity: str,
+            allow_float: bool, say: Callable[[str], None], compare_granularity: bool, prescale: str) -> dict:
+    times: dict[str, float] = {}
     offset, gain = input_prescale(calib, prescale)
     model_calib = (calib - offset) * gain  # what the model input sees on the board
-    times: dict[str, float] = {}
-    out_dir = Path(out_dir)
-
     with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory(prefix="cpr-export-") as scratch:
         work = Path(scratch)
         t = time.perf_counter()
