@@ -117,7 +117,10 @@ def compare_plot(rows: list[dict], path: Path) -> str:
         a.legend()
     a.set_ylabel("return ratio (pruned on board / unpruned float)")
     b.bar(names, [r["latency_p99_s"] * 1e3 if r["latency_p99_s"] is not None else 0 for r in rows], color=colors)
-    b.set_ylabel("p99 invoke latency [ms]")
+    budgets = [r["budget_s"] * 1e3 if r.get("budget_s") else np.nan for r in rows]
+    b.scatter(names, budgets, marker="_", s=900, color="k", label="budget", zorder=3)
+    b.legend(fontsize=8)
+    b.set_ylabel("p99 invoke latency [ms]", labelpad=8)
     b.set_yscale("log")
     for ax in (a, b):
         plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
