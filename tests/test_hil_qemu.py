@@ -151,3 +151,27 @@ def test_interleaved_episodes_equal_sequential_ones(hil_model_dir):
         assert a.failed is None and b.failed is None and a.seed == b.seed
         assert np.array_equal(a.actions, b.actions) and np.array_equal(a.obs, b.obs) and a.ret == b.ret
     assert not np.array_equal(both[0].obs[:5], both[1].obs[:5])  # really two different episodes
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--board", "qemu-mps2-an500"], "no firmware for board qemu-mps2-an500"),
+    (["--board", "no-such-board"], "no-such-board"),
+    (["--budget", "0ms"], "--budget"),
+    (["--checkpoint", "/nonexistent.pt"], "/nonexistent.pt"),
+])
+def test_hil_command_refuses_bad_input(hil_model_dir, tmp_path, capsys, argv, message):
+    args = ["hil", "--board", BOARD, "--model", str(hil_model_dir), "--out", str(tmp_path / "out")]
+    for i in range(0, len(argv), 2):
+        if argv[i] in args:
+            args[args.index(argv[i]) + 1] = argv[i + 1]
+        else:
+            args += argv[i:i + 2]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cpr-edge: error:") and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_hil_command_needs_an_export_folder(tmp_path, capsys):
+    assert main(["hil", "--board", BOARD, "--model", str(tmp_path)]) == 2
+    assert "not an export folder" in capsys.readouterr().err

@@ -91,9 +91,11 @@ def cmd_hil(args: argparse.Namespace) -> int:
     from cpr_edge.report.write import write_report
 
     board = load_board(args.board)
+    budget = parse_budget(args.budget)
     model_dir = Path(args.model)
+    recorded = export_checkpoint_path(model_dir)
     elf, memory = firmware_of(model_dir, args.board, args.firmware)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else export_checkpoint_path(model_dir)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else recorded
     if checkpoint is None or not checkpoint.is_file():
         raise CprError(f"the float checkpoint of {model_dir} is unknown or gone ({checkpoint}); give --checkpoint")
     base_dir = Path(args.baseline) if args.baseline else model_dir.parent / "baseline"
@@ -110,7 +112,7 @@ def cmd_hil(args: argparse.Namespace) -> int:
     cfg = HilConfig(board=board, model_dir=model_dir, firmware=elf, checkpoint=checkpoint,
                     baseline_checkpoint=base_ck, baseline_model_dir=base_dir, baseline_firmware=base_elf,
                     memory=memory, port=args.port, episodes=args.episodes, seed=args.seed,
-                    budget_s=parse_budget(args.budget), min_return_ratio=args.min_return_ratio,
+                    budget_s=budget, min_return_ratio=args.min_return_ratio,
                     log_dir=out)
     out.mkdir(parents=True, exist_ok=True)
     result, episodes = run_hil(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True))
