@@ -61,19 +61,17 @@ def plot_sweep(rows: list[dict], path: Path, y: str = "return", ylabel: str = "p
 
 
 def plot_trace(trace: list[dict], path: Path) -> Path:
-    """Per metric, each component's share of the mean unit score over training."""
+    """Per metric, each component's mean unit score (EMA-smoothed) over training updates."""
     metrics = [m for m in ("grad", "fisher", "bayes") if m in trace[0]]
     plt, fig, axes = _figure(len(metrics))
-    steps = [row["step"] for row in trace]
+    updates = [row["update"] for row in trace]
     for ax, metric in zip(axes, metrics):
-        comps = list(trace[0][metric])
-        values = np.array([[row[metric][c] for c in comps] for row in trace])
-        share = values / np.maximum(values.sum(1, keepdims=True), 1e-30)
-        for j, c in enumerate(comps):
-            ax.plot(steps, share[:, j], label=c)
-        ax.set_title(f"{metric}: share of mean unit importance")
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("share")
+        for c in trace[0][metric]:
+            ax.plot(updates, [row[metric][c] for row in trace], "o-", ms=3, label=c)
+        ax.set_yscale("log")
+        ax.set_title(f"{metric}: mean unit score per component")
+        ax.set_xlabel("training updates")
+        ax.set_ylabel("mean unit score (EMA)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _save(plt, fig, path)
