@@ -94,13 +94,19 @@ def reduce_units(group: UnitGroup, tensors: dict[str, torch.Tensor], how: str = 
 
     ``how`` is ``sum`` (sum over every weight of the unit) or ``count`` (how many weights).
     """
-    out = torch.zeros(group.size)
+    n = group.size
+    parts = []
     for s in group.slices:
         t = tensors[s.param]
-        t = t[s.start:s.start + group.size] if s.dim == 0 else t[:, s.start:s.start + group.size].T
-        t = t.reshape(group.size, -1)
-        out += t.sum(1) if how == "sum" else t.shape[1]
-    return out
+        if s.dim == 0:
+            t = t[s.start:s.start + n]
+            per_unit = t.numel() // n
+            part = t if t.dim() == 1 else t.sum(1)
+        else:
+            per_unit = t.shape[0]
+            part = t[:, s.start:s.start + n].sum(0)
+        parts.append(part if how == "sum" else torch.full((n,), float(per_unit)))
+    return torch.stack(parts).sum(0)
 
 
 def group_params(groups: list[UnitGroup]) -> set[str]:
