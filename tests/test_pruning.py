@@ -187,3 +187,22 @@ def test_recoveries_train_the_pruned_agent(pruned_case):
     losses = finetune(tuned, ck.replay, steps=2, batch_size=16)
     assert len(losses) == 2 and all(np.isfinite(losses))
     assert not torch.equal(tuned.model.q1.net[0].weight, before)
+
+
+def test_training_trace_is_used_when_it_matches(tiny_checkpoint):
+    """A checkpoint trained with --importance is scored from its trace; a pruned one post hoc."""
+    from cpr_edge.importance.posthoc import replay_buffer
+    from cpr_edge.importance.tracker import ImportanceTracker
+
+    ck = load_checkpoint(tiny_checkpoint)
+    tracker = ImportanceTracker()
+    ck.agent.hooks.append(tracker)
+    buf = replay_buffer(ck.agent, ck.replay)
+    ck.agent.update(buf.sample(16), 10**6)
+    state = tracker.state_dict()
+    _, scores, source = importance_scores(ck.agent, "bayes", state, ck.replay)
+    weights = {n: p.detach() for n, p in ck.agent.model.named_parameters()}
+    assert source == "trace"
+    assert all(torch.equal(scores[k], v) for k, v in tracker.scores("bayes", weights).items())
+    empty = {**state, "groups": [], "metrics": {}}  # what a pruned checkpoint keeps
+    assert importance_scores(ck.agent, "bayes", empty, ck.replay, posthoc_steps=1, posthoc_batch=8)[2] == "posthoc"
