@@ -206,3 +206,16 @@ def test_training_trace_is_used_when_it_matches(tiny_checkpoint):
     assert all(torch.equal(scores[k], v) for k, v in tracker.scores("bayes", weights).items())
     empty = {**state, "groups": [], "metrics": {}}  # what a pruned checkpoint keeps
     assert importance_scores(ck.agent, "bayes", empty, ck.replay, posthoc_steps=1, posthoc_batch=8)[2] == "posthoc"
+
+
+def test_shipped_checkpoint_half_of_deployed_params(shipped_cartpole_small, tmp_path, capsys):
+    """The acceptance command on the shipped trained agent (1 episode to stay quick)."""
+    from cpr_edge.cli import main
+
+    rc = main(["prune", "--checkpoint", str(shipped_cartpole_small), "--ratio", "0.5", "--target", "deployed",
+               "--episodes", "1", "--recover-steps", "100", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "after recovery (distill, 100 steps)" in out
+    info = json.loads((tmp_path / "prune.json").read_text())
+    assert info["params"]["deployed"]["removed_fraction"] >= 0.5
+    assert info["return"]["policy"]["unpruned"] > 500  # a trained agent, not a random one
