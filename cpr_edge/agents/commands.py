@@ -6,7 +6,7 @@ import argparse
 
 def register(sub) -> None:
     from cpr_edge.cli import add_checkpoint_args
-    from cpr_edge.envs.dmc import TASKS
+    from cpr_edge.envs.tasks import TASKS
 
     p = sub.add_parser("train", help="train a TD-MPC agent on a dm_control task",
                        description="Train TD-MPC (v1) on a dm_control task and write a checkpoint.")

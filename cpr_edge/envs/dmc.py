@@ -13,16 +13,9 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 
 import numpy as np
 
+from cpr_edge.envs.tasks import TASKS
 from cpr_edge.errors import CprError
 
-# Action repeat per task, as in TD-MPC v1 (cartpole 8, walker 2, others 4).
-TASKS: dict[str, int] = {
-    "cartpole-swingup": 8,
-    "pendulum-swingup": 4,
-    "reacher-easy": 4,
-    "cheetah-run": 4,
-    "walker-walk": 2,
-}
 EPISODE_ENV_STEPS = 1000
 
 
