@@ -51,6 +51,13 @@ def build_checkpoint(path, task="cartpole-swingup", preset="small", episodes=2, 
 
 
 @pytest.fixture(scope="session")
+def make_checkpoint():
+    """``build_checkpoint`` itself, for variants (``hil/`` has a conftest too, so tests cannot
+    import this module by its name)."""
+    return build_checkpoint
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """Path of an untrained cartpole ``small`` checkpoint with 2 real replay episodes."""
     return build_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.pt")

@@ -28,10 +28,8 @@ def test_loads_with_weights_only(tiny_checkpoint):
     assert d["format"] == "cpr-edge/checkpoint" and d["version"] == 1
 
 
-def test_widths_come_from_the_file(tmp_path):
-    from conftest import build_checkpoint
-
-    path = build_checkpoint(tmp_path / "narrow.pt", pi=[64, 48], encoder=[100], latent_dim=20)
+def test_widths_come_from_the_file(tmp_path, make_checkpoint):
+    path = make_checkpoint(tmp_path / "narrow.pt", pi=[64, 48], encoder=[100], latent_dim=20)
     ck = load_checkpoint(path)
     assert ck.agent.model.pi.net[0].out_features == 64 and ck.agent.model.pi.net[2].out_features == 48
     assert ck.agent.model.encoder.net[-1].out_features == 20

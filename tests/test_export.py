@@ -227,12 +227,10 @@ def test_corrupt_checkpoint_fails_cleanly_and_keeps_old_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "out"]
 
 
-def test_mish_is_refused_naming_the_op(tmp_path, capsys):
-    from conftest import build_checkpoint
-
+def test_mish_is_refused_naming_the_op(tmp_path, capsys, make_checkpoint):
     from cpr_edge.cli import main
 
-    ck = build_checkpoint(tmp_path / "mish.pt", activation="mish")
+    ck = make_checkpoint(tmp_path / "mish.pt", activation="mish")
     rc = main(["export", "--checkpoint", str(ck), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2

@@ -70,7 +70,11 @@ def test_byte_faults_never_change_an_applied_action(hil_model_dir, clean, faults
     assert c.dropped + c.corrupted + c.delayed > 0  # faults really happened
     _check(e, clean)
     assert e.failed is None, e.failed  # at these rates the bounded retries recover
-    assert retries > 0
+    if faults.drop or faults.corrupt:
+        assert retries > 0  # lost bytes always cost a retry
+    # A delay costs a retry only if the board's 50 ms frame timeout, counted in QEMU's
+    # instruction-driven virtual time, expires during the real-time stall: that depends on
+    # host load, so only correctness is asserted for it.
 
 
 def test_heavy_corruption_fails_with_a_reason(hil_model_dir, clean):
