@@ -31,4 +31,19 @@ static inline int8_t cpr_clamp_s8(int32_t v, int32_t lo, int32_t hi)
 {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
+
+/* Element i's two inputs, offset and moved to their common scale (TFLM's add/sub/squared
+ * difference preparation: left shift, then each input's own multiplier). */
+static inline void cpr_arith_rescaled_inputs(const cpr_arith_params *p, const cpr_broadcast *b,
+                                             int32_t i, const int8_t *in1, const int8_t *in2,
+                                             int32_t *s1, int32_t *s2)
+{
+    int32_t o1, o2;
+    cpr_broadcast_offsets(b, i, &o1, &o2);
+    *s1 = cpr_multiply_by_quantized_multiplier_smaller_than_one(
+        (in1[o1] + p->input1_offset) * (1 << p->left_shift), p->input1_multiplier, p->input1_shift);
+    *s2 = cpr_multiply_by_quantized_multiplier_smaller_than_one(
+        (in2[o2] + p->input2_offset) * (1 << p->left_shift), p->input2_multiplier, p->input2_shift);
+}
+
 #endif
