@@ -143,3 +143,16 @@ def test_cli_build_json(hil_model_dir, tmp_path, capsys):
     res = json.loads(captured.out)  # one JSON object on stdout
     assert res["elf"] == str(out / "firmware.elf") and res["fc_kernel"] == "reference"
     assert json.loads((out / "memory.json").read_text())["fc_kernel"] == "reference"
+
+
+def test_relative_paths_build(hil_model_dir, tmp_path, monkeypatch, capsys):
+    """The default run folders are relative (runs/...); make runs elsewhere, so the build
+    must resolve them."""
+    import shutil
+
+    shutil.copytree(hil_model_dir, tmp_path / "model", ignore=shutil.ignore_patterns("firmware"))
+    monkeypatch.chdir(tmp_path)
+    rc = main(["build", "--board", "qemu-mps2-an386", "--model", "model", "--out", "rel/fw", "--json"])
+    assert rc == 0, capsys.readouterr().err
+    assert (tmp_path / "rel" / "fw" / "firmware.elf").is_file()
+    assert json.loads((tmp_path / "rel" / "fw" / "memory.json").read_text())["fits"]

@@ -73,12 +73,12 @@ def build_firmware(board: Board | str, model_dir, out_dir, progress: Callable[[s
 
     board = load_board(board) if isinstance(board, str) else board
     log = progress or (lambda msg: None)
-    tflite = Path(model_dir) / "model_int8.tflite"
+    tflite = Path(model_dir).resolve() / "model_int8.tflite"
     if not tflite.is_file():
         raise CprError(f"{tflite} not found: pass an export folder (cpr-edge export) as --model")
     _check_tools()
     variant = fc_kernel or board.fc_kernel
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # make runs in the firmware folder: paths must be absolute
     with atomic_dir(out_dir) as tmp:
         log(f"generating C from {tflite}")
         gen = generate(tflite, tmp / "model")
@@ -117,7 +117,7 @@ def build_test_image(board: Board | str, out_dir, progress: Callable[[str], None
     run the returned ELF with ``board.semihosting_command(elf)``: exit status 0 = all passed."""
     board = load_board(board) if isinstance(board, str) else board
     _check_tools()
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()
     with atomic_dir(out_dir) as tmp:
         write_text_atomic(tmp / "board_config.h", board_config_h(board))
         variables = {"OUT": str(tmp), "CONFIG_DIR": str(tmp), "APP": "unittest",
