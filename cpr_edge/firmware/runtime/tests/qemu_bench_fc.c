@@ -30,24 +30,6 @@ static int32_t bias[BENCH_N];
 static int32_t mult[BENCH_N], shift[BENCH_N];
 static int8_t out[BENCH_N], out_ref[BENCH_N];
 
-static void put_uint(const char *tag, uint32_t v)
-{
-    char buf[16];
-    int32_t i = 15;
-    buf[i] = 0;
-    do {
-        buf[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v && i > 0);
-    cpr_test_puts(tag);
-    cpr_test_puts(&buf[i]);
-}
-
-static uint32_t elapsed(uint32_t start, uint32_t end)
-{
-    return (start - end) & 0xFFFFFFu; /* SysTick counts down, 24 bits */
-}
-
 int main(void)
 {
     uint32_t seed = 12345;
@@ -74,7 +56,7 @@ int main(void)
     uint32_t n = CAL_LOOPS;
     __asm volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(n) : : "cc");
     uint32_t t1 = cpr_systick_now();
-    put_uint("CAL ", elapsed(t0, t1));
+    cpr_test_put_uint("CAL ", cpr_systick_elapsed(t0, t1));
     cpr_test_puts("\n");
 
     cpr_systick_start();
@@ -83,10 +65,10 @@ int main(void)
         cpr_fully_connected_s8(&p, input, 1, BENCH_K, KERNEL_WEIGHTS, bias, BENCH_N, out);
     }
     t1 = cpr_systick_now();
-    put_uint("FC ", BENCH_K);
-    put_uint(" ", BENCH_N);
-    put_uint(" ", BENCH_REPS);
-    put_uint(" ", elapsed(t0, t1));
+    cpr_test_put_uint("FC ", BENCH_K);
+    cpr_test_put_uint(" ", BENCH_N);
+    cpr_test_put_uint(" ", BENCH_REPS);
+    cpr_test_put_uint(" ", cpr_systick_elapsed(t0, t1));
     cpr_test_puts("\n");
 
     cpr_fully_connected_s8_reference(&p, input, 1, BENCH_K, weights, bias, BENCH_N, out_ref);
@@ -94,7 +76,7 @@ int main(void)
     for (int32_t i = 0; i < BENCH_N; ++i) {
         same &= out[i] == out_ref[i];
     }
-    put_uint("CHECK ", (uint32_t)same);
+    cpr_test_put_uint("CHECK ", (uint32_t)same);
     cpr_test_puts("\n");
     return same ? 0 : 1;
 }

@@ -10,19 +10,6 @@
 #endif
 #define CAL_LOOPS 1000000
 
-static void put_uint(const char *tag, uint32_t v)
-{
-    char buf[16];
-    int32_t i = 15;
-    buf[i] = 0;
-    do {
-        buf[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v && i > 0);
-    cpr_test_puts(tag);
-    cpr_test_puts(&buf[i]);
-}
-
 int main(void)
 {
     static int8_t in[MODEL_INPUT_LEN], out[MODEL_OUTPUT_LEN];
@@ -34,7 +21,7 @@ int main(void)
     uint32_t n = CAL_LOOPS;
     __asm volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(n) : : "cc");
     uint32_t t1 = cpr_systick_now();
-    put_uint("CAL ", (t0 - t1) & 0xFFFFFFu);
+    cpr_test_put_uint("CAL ", cpr_systick_elapsed(t0, t1));
     cpr_test_puts("\n");
     cpr_systick_start();
     t0 = cpr_systick_now();
@@ -42,8 +29,8 @@ int main(void)
         model_invoke(in, out);
     }
     t1 = cpr_systick_now();
-    put_uint("MODEL ", BENCH_REPS);
-    put_uint(" ", (t0 - t1) & 0xFFFFFFu);
+    cpr_test_put_uint("MODEL ", BENCH_REPS);
+    cpr_test_put_uint(" ", cpr_systick_elapsed(t0, t1));
     cpr_test_puts("\n");
     return 0;
 }

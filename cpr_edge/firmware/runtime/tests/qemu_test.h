@@ -20,4 +20,24 @@ static inline uint32_t cpr_systick_now(void)
 {
     return *(volatile uint32_t *)0xE000E018;
 }
+
+/* Ticks between two cpr_systick_now() readings: SysTick counts down, 24 bits. */
+static inline uint32_t cpr_systick_elapsed(uint32_t start, uint32_t end)
+{
+    return (start - end) & 0xFFFFFFu;
+}
+
+/* Prints tag, then v in decimal (no libc printf in these images). */
+static inline void cpr_test_put_uint(const char *tag, uint32_t v)
+{
+    char buf[16];
+    int32_t i = 15;
+    buf[i] = 0;
+    do {
+        buf[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && i > 0);
+    cpr_test_puts(tag);
+    cpr_test_puts(&buf[i]);
+}
 #endif
