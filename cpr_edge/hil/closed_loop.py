@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from cpr_edge.agents.evaluate import run_episode
 from cpr_edge.envs import make_env
 from cpr_edge.errors import CprError
 from cpr_edge.hil.link import LinkError, dequantize_output, quantize_input
@@ -71,16 +72,10 @@ class Int8Reference:
 
 def host_episode(label: str, policy: Callable[[np.ndarray], np.ndarray], task: str, seed: int) -> Episode:
     """An episode with a host policy ``policy(obs) -> action``."""
-    env = make_env(task, seed)
     t0 = time.perf_counter()
-    obs, done, total = env.reset(), False, 0.0
-    os_, as_ = [], []
-    while not done:
-        a = np.asarray(policy(obs), np.float32)
-        os_.append(obs), as_.append(a)
-        obs, r, done = env.step(a)
-        total += r
-    return Episode(label, seed, total, len(as_), np.stack(os_), np.stack(as_),
+    total, trace = run_episode(task, seed, lambda obs, t: np.asarray(policy(obs), np.float32), record=True)
+    obs, actions = zip(*trace)
+    return Episode(label, seed, total, len(trace), np.stack(obs), np.stack(actions),
                    wall_s=time.perf_counter() - t0)
 
 
