@@ -90,10 +90,13 @@ class TDMPC:
         self._prev_mean: torch.Tensor | None = None
         self.n_updates = 0
 
+    def model_parameters(self) -> list[torch.nn.Parameter]:
+        """Everything but the policy prior, which has its own optimiser and loss."""
+        return [p for n, p in self.model.named_parameters() if not n.startswith("pi.")]
+
     def make_optimizers(self) -> None:
         """(Re)create the optimisers; needed after pruning changes parameter shapes."""
-        self.optim = torch.optim.Adam(
-            [p for n, p in self.model.named_parameters() if not n.startswith("pi.")], lr=self.cfg.lr)
+        self.optim = torch.optim.Adam(self.model_parameters(), lr=self.cfg.lr)
         self.pi_optim = torch.optim.Adam(self.model.pi.parameters(), lr=self.cfg.lr)
 
     # --- learning ------------------------------------------------------------
@@ -118,8 +121,7 @@ class TDMPC:
         for hook in self.hooks:
             hook(self, info)
 
-        params = [p for n, p in self.model.named_parameters() if not n.startswith("pi.")]
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm)
+        torch.nn.utils.clip_grad_norm_(self.model_parameters(), cfg.grad_clip_norm)
         torch.nn.utils.clip_grad_norm_(self.model.pi.parameters(), cfg.grad_clip_norm)
         self.optim.step()
         self.pi_optim.step()
