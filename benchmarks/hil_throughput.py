@@ -65,7 +65,7 @@ def main() -> int:
             for o in obs_bank:
                 s.link.infer(o)
             infer_rate = len(obs_bank) / (time.perf_counter() - t)
-            ref = Int8Reference(model / "model_int8.tflite", s.hello)
+            ref = Int8Reference(model)
             rates = {}
             for lanes in (1, 2):  # sequential, then host physics overlapping board compute
                 t = time.perf_counter()

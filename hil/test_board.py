@@ -33,7 +33,7 @@ def test_actions_match_tflm(session, model_dir):
     ck = load_checkpoint(_export(model_dir)["checkpoint"]["path"])
     obs = ck.replay_obs()[:: max(1, len(ck.replay_obs()) // 150)][:150]
     obs = np.concatenate([obs, 1e3 * np.ones((1, obs.shape[1])), -1e3 * np.ones((1, obs.shape[1]))]).astype(np.float32)
-    ref = Int8Reference(model_dir / "model_int8.tflite", session.hello)
+    ref = Int8Reference(model_dir)
     worst = max(float(np.max(np.abs(session.link.infer(o)[0] - ref(o)))) for o in obs)
     assert worst <= session.hello.output_scale * 1.000001
 
@@ -70,7 +70,7 @@ def test_closed_loop_episode(session, model_dir, request):
     from cpr_edge.hil.closed_loop import Int8Reference, board_episode, eval_seeds
 
     ck = load_checkpoint(_export(model_dir)["checkpoint"]["path"])
-    ref = Int8Reference(model_dir / "model_int8.tflite", session.hello)
+    ref = Int8Reference(model_dir)
     for seed in eval_seeds(request.config.getoption("--episodes")):
         e = board_episode("board", session, ck.task, seed, reference=ref, max_lsb=1)
         assert e.failed is None, e.failed

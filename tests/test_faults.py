@@ -32,7 +32,7 @@ def _session(model, proxy_config=None, **kw):
 
 
 def _episode(model, s, on_step=None):
-    ref = Int8Reference(model / "model_int8.tflite", s.hello)
+    ref = Int8Reference(model)
     return board_episode("pruned_board", s, TASK, SEED, reference=ref, on_step=on_step)
 
 

@@ -72,7 +72,7 @@ def test_hil_command_full_run(hil_model_dir, tmp_path, capsys):
     assert obs.shape == (125, 5) and act.shape == (125, 1) and ticks.shape == (125,)
     assert np.all(ticks > 0)
     hello = Hello(**report["boards"]["pruned_board"]["hello"])
-    ref = Int8Reference(hil_model_dir / "model_int8.tflite", hello)
+    ref = Int8Reference(hil_model_dir)
     want = np.stack([ref(o) for o in obs])
     assert np.max(np.abs(want - act)) <= hello.output_scale * 1.000001
     # the same seed on the host gives the same first observation (same episode start)
@@ -144,7 +144,7 @@ def test_interleaved_episodes_equal_sequential_ones(hil_model_dir):
     from cpr_edge.hil.session import QemuSession
 
     with QemuSession(load_board(BOARD), _elf(hil_model_dir), _sha(hil_model_dir)) as s:
-        ref = Int8Reference(hil_model_dir / "model_int8.tflite", s.hello)
+        ref = Int8Reference(hil_model_dir)
         both = board_episodes("b", s, "cartpole-swingup", [10_000, 10_001], reference=ref, lanes=2)
         one_by_one = [board_episode("b", s, "cartpole-swingup", seed, reference=ref) for seed in (10_000, 10_001)]
     for a, b in zip(both, one_by_one):

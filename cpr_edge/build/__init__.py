@@ -35,6 +35,31 @@ def default_out_dir(model_dir, board_name: str) -> Path:
     return Path(model_dir) / "firmware" / board_name
 
 
+def export_prescale(model_dir) -> tuple[list[float], list[float]] | None:
+    """export.json's ``(input.offset, input.gain)`` for the model of ``model_dir``, which the
+    generated ``model_encode_input`` applies; None for a bare .tflite (identity). An export.json
+    that describes another .tflite is refused."""
+    import hashlib
+    import json
+
+    info_path = Path(model_dir) / "export.json"
+    if not info_path.is_file():
+        return None
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError) as e:
+        raise CprError(f"{info_path} is not readable JSON: {e}") from None
+    tflite = Path(model_dir) / "model_int8.tflite"
+    sha = hashlib.sha256(tflite.read_bytes()).hexdigest()
+    if info.get("sha256") and info["sha256"] != sha:
+        raise CprError(f"{info_path} describes model {info['sha256'][:12]}, but {tflite} is {sha[:12]}: "
+                       "re-export the folder")
+    inp = info.get("input") or {}
+    if "offset" not in inp and "gain" not in inp:
+        return None
+    return inp.get("offset"), inp.get("gain")
+
+
 def _check_tools() -> None:
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
@@ -81,7 +106,7 @@ def build_firmware(board: Board | str, model_dir, out_dir, progress: Callable[[s
     out_dir = Path(out_dir).resolve()  # make runs in the firmware folder: paths must be absolute
     with atomic_dir(out_dir) as tmp:
         log(f"generating C from {tflite}")
-        gen = generate(tflite, tmp / "model")
+        gen = generate(tflite, tmp / "model", input_prescale=export_prescale(model_dir))
         write_text_atomic(tmp / "board_config.h", board_config_h(board))
         variables = {"OUT": str(tmp), "CONFIG_DIR": str(tmp), "MODEL_DIR": str(tmp / "model"),
                      "APP": "hil", **make_variables(board, variant)}

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from cpr_edge.boards import Board, load_board
-from cpr_edge.build import _check_tools, _first_error, _make
+from cpr_edge.build import _check_tools, _first_error, _make, export_prescale
 from cpr_edge.build.config import board_config_h, make_variables
 from cpr_edge.errors import CprError
 from cpr_edge.fileio import write_text_atomic
@@ -25,7 +25,7 @@ def measure_invoke_stack(board: Board | str, model_dir, work_dir=None, fc_kernel
     _check_tools()
     work = Path(work_dir or tempfile.mkdtemp(prefix="cpr-probe-"))
     work.mkdir(parents=True, exist_ok=True)
-    generate(Path(model_dir) / "model_int8.tflite", work / "model")
+    generate(Path(model_dir) / "model_int8.tflite", work / "model", input_prescale=export_prescale(model_dir))
     write_text_atomic(work / "board_config.h", board_config_h(board))
     variables = {"OUT": str(work), "CONFIG_DIR": str(work), "MODEL_DIR": str(work / "model"),
                  "APP": "invoke_stack_probe", **make_variables(board, fc_kernel or board.fc_kernel)}

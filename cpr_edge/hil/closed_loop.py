@@ -17,7 +17,8 @@ import numpy as np
 from cpr_edge.agents.evaluate import run_episode
 from cpr_edge.envs import make_env
 from cpr_edge.errors import CprError
-from cpr_edge.hil.link import LinkError, dequantize_output, quantize_input
+from cpr_edge.hil.link import LinkError
+from cpr_edge.hil.reference import Int8Reference  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -42,32 +43,6 @@ class Episode:
     def summary(self) -> dict:
         return {"label": self.label, "seed": self.seed, "return": self.ret, "steps": self.steps,
                 "failed": self.failed, "wall_s": round(self.wall_s, 3)}
-
-
-class Int8Reference:
-    """The exported int8 model run by the real tflite-micro interpreter on the host, with the
-    board's input quantisation and output dequantisation (docs/protocol.md)."""
-
-    def __init__(self, tflite_path, hello):
-        from tflite_micro import runtime
-
-        self.interp = runtime.Interpreter.from_file(str(tflite_path))
-        self.h = hello
-        d_in = self.interp.get_input_details(0)
-        self.in_dtype = d_in["dtype"]
-        self.in_shape = tuple(d_in["shape"])
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        h = self.h
-        if np.dtype(self.in_dtype) == np.float32:  # float I/O: TFLM's own QUANTIZE/DEQUANTIZE
-            self.interp.set_input(np.asarray(obs, np.float32).reshape(self.in_shape), 0)
-            self.interp.invoke()
-            return np.asarray(self.interp.get_output(0), np.float32).reshape(-1)
-        q = quantize_input(obs, h.input_scale, h.input_zero_point).reshape(self.in_shape)
-        self.interp.set_input(q.astype(self.in_dtype), 0)
-        self.interp.invoke()
-        out = np.asarray(self.interp.get_output(0)).reshape(-1)
-        return dequantize_output(out, h.output_scale, h.output_zero_point)
 
 
 def host_episode(label: str, policy: Callable[[np.ndarray], np.ndarray], task: str, seed: int) -> Episode:

@@ -91,7 +91,8 @@ def _board_run(cfg: HilConfig, label: str, model_dir: Path, elf: Path, task: str
         if h.input_len != spec["obs_dim"] or h.output_len != spec["act_dim"]:
             raise CprError(f"board model takes {h.input_len} inputs / gives {h.output_len} outputs; "
                            f"task {task} has obs_dim {spec['obs_dim']}, act_dim {spec['act_dim']}")
-        ref = Int8Reference(tflite, h)
+        ref = Int8Reference(model_dir)
+        ref.check_hello(h)
         t_eps = time.perf_counter()
         eps = board_episodes(label, s, task, seeds, reference=ref, max_lsb=cfg.max_lsb, lanes=cfg.lanes)
         wall = time.perf_counter() - t_eps

@@ -13,8 +13,8 @@
 #error "model input/output do not fit in one frame"
 #endif
 
-static int8_t model_in[MODEL_INPUT_LEN];   /* last INFER input, quantised */
-static int8_t model_out[MODEL_OUTPUT_LEN];
+static MODEL_INPUT_T model_in[MODEL_INPUT_LEN];   /* last INFER input, prescaled and quantised */
+static MODEL_OUTPUT_T model_out[MODEL_OUTPUT_LEN];
 static uint8_t tx_frame[FRAME_MAX_BYTES];
 
 static void put_u16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
@@ -78,12 +78,11 @@ static void on_infer(hil_state *s, uint8_t seq, const uint8_t *payload)
             return;
         }
     }
-    cpr_quantize_f32_s8(obs, MODEL_INPUT_LEN, model_input_scale, model_input_zero_point, model_in);
+    model_encode_input(obs, model_in); /* export.json's prescale, then quantisation */
     uint32_t ticks = timed_invoke();
     s->infers++;
     float action[MODEL_OUTPUT_LEN];
-    cpr_dequantize_s8_f32(model_out, MODEL_OUTPUT_LEN, model_output_scale,
-                          model_output_zero_point, action);
+    model_decode_output(model_out, action);
     uint8_t p[MODEL_OUTPUT_LEN * 4 + 4];
     for (uint32_t i = 0; i < MODEL_OUTPUT_LEN; i++)
         put_f32(p + 4 * i, action[i]);
@@ -175,7 +174,7 @@ void hil_init(hil_state *s)
 {
     memset(s, 0, sizeof(*s));
     frame_parser_init(&s->parser, on_frame, on_error, s);
-    /* BENCH before any INFER runs on the all-zero observation */
+    /* BENCH before any INFER runs on the all-zero observation (prescaled like any other) */
     const float zeros[MODEL_INPUT_LEN] = {0};
-    cpr_quantize_f32_s8(zeros, MODEL_INPUT_LEN, model_input_scale, model_input_zero_point, model_in);
+    model_encode_input(zeros, model_in);
 }
