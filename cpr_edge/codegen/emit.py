@@ -130,7 +130,7 @@ void model_decode_output(const MODEL_OUTPUT_T *q, float *action);
 
 /* Runs the integer model: in[MODEL_INPUT_LEN] -> out[MODEL_OUTPUT_LEN]. Returns 0.
  * int8_t for an int8 model, int16_t for a 16x8 model (MODEL_IO_INT16). */
-int model_invoke(const MODEL_INPUT_T *in, MODEL_OUTPUT_T *out);
+int model_invoke(const {in_t} *in, {out_t} *out);
 {'''/* Float I/O, as the .tflite has it: QUANTIZE in, model_invoke, DEQUANTIZE out. */
 int model_invoke_float(const float *in, float *out);
 ''' if float_io else ''}
@@ -173,7 +173,8 @@ static _Alignas(8) int8_t arena[MODEL_ACTIVATION_BYTES > 0 ? MODEL_ACTIVATION_BY
     out.append("\n/* Activation plan (tensor: offset, bytes, live steps):")
     for line in info["plan_lines"]:
         out.append(f" *   {line}")
-    out.append(" */\n\nint model_invoke(const MODEL_INPUT_T *in, MODEL_OUTPUT_T *out)\n{")
+    in_t, out_t = io_type(info["input"]["dtype"])[0], io_type(info["output"]["dtype"])[0]
+    out.append(f" */\n\nint model_invoke(const {in_t} *in, {out_t} *out)\n{{")
     out.append("    (void)arena;")
     for i, step in enumerate(steps):
         op = step.op

@@ -37,9 +37,11 @@ def build_host(model_dir: str | Path, variant: str = "reference", out: str | Pat
     return exe
 
 
-def run_host(exe: str | Path, inputs: np.ndarray, float_io: bool = False) -> np.ndarray:
-    """inputs [N, input_len] int8 (or float32) -> outputs [N, output_len]."""
-    dtype = np.float32 if float_io else np.int8
+def run_host(exe: str | Path, inputs: np.ndarray, float_io: bool = False,
+             dtype=np.int8) -> np.ndarray:
+    """inputs [N, input_len] of the model's integer type ``dtype`` (int8, or int16 for a 16x8
+    model), or float32 with ``float_io`` -> outputs [N, output_len] of the same type."""
+    dtype = np.float32 if float_io else dtype
     x = np.ascontiguousarray(inputs, dtype=dtype)
     proc = _run([str(exe)] + (["float"] if float_io else []), input=x.tobytes(), timeout=120)
     return np.frombuffer(proc.stdout, dtype=dtype).reshape(len(x), -1)
@@ -60,7 +62,7 @@ def _vectors_h(inputs: np.ndarray) -> str:
                 f"static const float test_inputs[TEST_COUNT][MODEL_INPUT_LEN] = {{\n{rows}\n}};\n")
     rows = ",\n".join("    {" + ", ".join(str(int(v)) for v in row) + "}" for row in inputs)
     return (f"/* generated test inputs */\n#define TEST_COUNT {len(inputs)}\n"
-            f"static const int8_t test_inputs[TEST_COUNT][MODEL_INPUT_LEN] = {{\n{rows}\n}};\n")
+            f"static const MODEL_INPUT_T test_inputs[TEST_COUNT][MODEL_INPUT_LEN] = {{\n{rows}\n}};\n")
 
 
 def arm_compile(out_elf: Path, sources: list[Path], includes: list[Path], defines: list[str],
@@ -79,10 +81,11 @@ def arm_compile(out_elf: Path, sources: list[Path], includes: list[Path], define
 def build_qemu(model_dir: str | Path, inputs: np.ndarray, variant: str = "reference",
                out: str | Path | None = None, cpu: str = "cortex-m4") -> Path:
     """A semihosting image that runs the model on `inputs` (embedded) and prints outputs.
-    float32 inputs run model_invoke_float, anything else model_invoke on int8."""
+    float32 inputs run model_invoke_float, int16 ones a 16x8 model's model_invoke, anything
+    else model_invoke on int8."""
     model_dir = Path(model_dir)
     inputs = np.asarray(inputs)
-    inputs = inputs if inputs.dtype == np.float32 else inputs.astype(np.int8)
+    inputs = inputs if inputs.dtype in (np.float32, np.int16) else inputs.astype(np.int8)
     (model_dir / "test_vectors.h").write_text(_vectors_h(inputs))
     elf = Path(out) if out else model_dir / f"qemu_{variant}_{cpu}.elf"
     srcs = [model_dir / "model.c", runtime_include_dir() / "tests" / "qemu_main.c",

@@ -55,6 +55,8 @@ class Step:
     macs: int = 0
     alias: tuple[int, int] | None = None
     """(output, input): a reshape that shares its input's bytes (no call)"""
+    island: dict | None = None
+    """for a 16x8 float ELU island: exceptions and what a breakpoint table would cost"""
 
 
 def _t(g: Graph, i: int) -> Tensor:
@@ -95,6 +97,9 @@ def _ptr(g: Graph, i: int, consts: list[Const], prefix: str, kind: str) -> str:
 
 
 def lower(g: Graph, op: Operator) -> Step:
+    from cpr_edge.codegen import lower16  # 16x8 ops: int16 activations
+    if op.name not in RESHAPE_OPS and lower16.uses_int16(g, op):
+        return lower16.lower16(g, op)
     if op.name not in SUPPORTED:
         raise CprError(f"unsupported op {op.name} (operator {op.index}); the code generator "
                        f"supports {', '.join(sorted(SUPPORTED))}")

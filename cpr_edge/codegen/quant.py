@@ -41,10 +41,12 @@ def quantize_value_f32(value: float, scale: float, zero_point: int) -> int:
     return int(zero_point) + int(rounded)
 
 
-def activation_range(activation: int, scale: float, zero_point: int) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for int8: fused activation folded into a clamp."""
+def activation_range(activation: int, scale: float, zero_point: int,
+                     qmin: int = -128, qmax: int = 127) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized: fused activation folded into a clamp of the output
+    type's range (int8 by default; int16 for the 16x8 kernels)."""
     from tflite_micro.tensorflow.lite.micro.python.schema_py_generated import ActivationFunctionType as A
-    lo, hi = -128, 127
+    lo, hi = qmin, qmax
     if activation == A.NONE:
         return lo, hi
     if activation == A.RELU:
@@ -56,3 +58,10 @@ def activation_range(activation: int, scale: float, zero_point: int) -> tuple[in
         return (max(lo, quantize_value_f32(-1.0, scale, zero_point)),
                 min(hi, quantize_value_f32(1.0, scale, zero_point)))
     raise CprError(f"unsupported fused activation {activation} (only NONE, RELU, RELU6, RELU_N1_TO_1)")
+
+
+def checked_log2(x: float) -> tuple[bool, int]:
+    """TFLM CheckedLog2 in float32: (x is a power of two within 1e-3 in log2, rounded log2)."""
+    log2 = np.float32(np.log(np.float32(x))) * np.float32(1.0 / np.float32(np.log(np.float32(2.0))))
+    rounded = np.float32(math.floor(abs(float(log2)) + 0.5) * (1 if log2 >= 0 else -1))
+    return bool(abs(float(np.float32(log2 - rounded))) < 1e-3), int(rounded)

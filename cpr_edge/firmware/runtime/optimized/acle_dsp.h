@@ -16,6 +16,7 @@
 #define cpr_sxtb16(x) __sxtb16((int32_t)(x))
 #define cpr_sxtab16(a, x) __sxtab16((int32_t)(a), (int32_t)(x))
 #define cpr_smlad(a, b, acc) __smlad((int32_t)(a), (int32_t)(b), (acc))
+#define cpr_smlald(a, b, acc) __smlald((int32_t)(a), (int32_t)(b), (acc))
 #else
 /* two signed bytes (0 and 2) sign-extended into two halfwords */
 static inline int32_t cpr_sxtb16(uint32_t x)
@@ -38,6 +39,13 @@ static inline int32_t cpr_smlad(uint32_t a, uint32_t b, int32_t acc)
     const int32_t p0 = (int32_t)(int16_t)(a & 0xFFFF) * (int32_t)(int16_t)(b & 0xFFFF);
     const int32_t p1 = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
     return (int32_t)((uint32_t)acc + (uint32_t)p0 + (uint32_t)p1);
+}
+/* acc + a.lo * b.lo + a.hi * b.hi into a 64-bit accumulator, like SMLALD */
+static inline int64_t cpr_smlald(uint32_t a, uint32_t b, int64_t acc)
+{
+    const int32_t p0 = (int32_t)(int16_t)(a & 0xFFFF) * (int32_t)(int16_t)(b & 0xFFFF);
+    const int32_t p1 = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
+    return acc + p0 + p1;
 }
 #endif
 

@@ -1,5 +1,6 @@
 /* Host test harness: runs the generated model on a batch of inputs.
- * stdin: int8 inputs, MODEL_INPUT_LEN bytes each (or float32 with argument "float");
+ * stdin: integer inputs (MODEL_INPUT_T: int8, or int16 for a 16x8 model), MODEL_INPUT_LEN
+ * elements each (or float32 with argument "float");
  * stdout: the outputs, same layout. Exit status 0 when every invoke returned 0. */
 #include <stdio.h>
 #include <string.h>
@@ -20,11 +21,12 @@ int main(int argc, char **argv)
             status |= model_invoke_float(in, out);
             fwrite(out, sizeof out, 1, stdout);
 #else
-            fputs("model has int8 I/O\n", stderr);
+            fputs("model has integer I/O\n", stderr);
             return 2;
 #endif
         } else {
-            int8_t in[MODEL_INPUT_LEN], out[MODEL_OUTPUT_LEN];
+            MODEL_INPUT_T in[MODEL_INPUT_LEN];
+            MODEL_OUTPUT_T out[MODEL_OUTPUT_LEN];
             if (fread(in, sizeof in, 1, stdin) != 1) {
                 break;
             }

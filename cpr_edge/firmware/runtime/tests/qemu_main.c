@@ -10,7 +10,7 @@
 #ifdef TEST_FLOAT
 typedef float out_t;
 #else
-typedef int8_t out_t;
+typedef MODEL_OUTPUT_T out_t;
 #endif
 
 static char line[4 + 2 * sizeof(out_t) * MODEL_OUTPUT_LEN + 2];
