@@ -138,9 +138,6 @@ def build(tflite_path: str | Path, input_prescale: tuple | None = None) -> tuple
     for key in ("input", "output"):
         if info[key]["dtype"] not in CORE_TYPES:
             raise CprError(f"model {key} must be int8 or int16 after the float I/O ops, not {info[key]['dtype']}")
-    if info["input"]["dtype"] != info["output"]["dtype"]:
-        raise CprError(f"model input and output must have one integer type, not "
-                       f"{info['input']['dtype']} and {info['output']['dtype']}")
     info["float_islands"] = [dict(op=s.op.name, operator=s.op.index, **s.island) for s in steps if s.island]
     if input_prescale is not None:
         offset, gain = (np.asarray(v, np.float32).reshape(-1) for v in input_prescale)

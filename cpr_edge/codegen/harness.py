@@ -38,13 +38,14 @@ def build_host(model_dir: str | Path, variant: str = "reference", out: str | Pat
 
 
 def run_host(exe: str | Path, inputs: np.ndarray, float_io: bool = False,
-             dtype=np.int8) -> np.ndarray:
+             dtype=np.int8, out_dtype=None) -> np.ndarray:
     """inputs [N, input_len] of the model's integer type ``dtype`` (int8, or int16 for a 16x8
-    model), or float32 with ``float_io`` -> outputs [N, output_len] of the same type."""
+    model), or float32 with ``float_io`` -> outputs [N, output_len] of ``out_dtype`` (default
+    the input type)."""
     dtype = np.float32 if float_io else dtype
     x = np.ascontiguousarray(inputs, dtype=dtype)
     proc = _run([str(exe)] + (["float"] if float_io else []), input=x.tobytes(), timeout=120)
-    return np.frombuffer(proc.stdout, dtype=dtype).reshape(len(x), -1)
+    return np.frombuffer(proc.stdout, dtype=out_dtype or dtype).reshape(len(x), -1)
 
 
 M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]

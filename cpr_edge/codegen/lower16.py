@@ -16,7 +16,6 @@ from cpr_edge.codegen.sigmoid16 import SIGMOID_TABLE_U16
 from cpr_edge.errors import CprError
 
 INT16_OPS = {"FULLY_CONNECTED", "TANH", "LOGISTIC", "QUANTIZE"}
-INT64 = 4  # schema TensorType.INT64 (FullyConnectedOptions.quantizedBiasType)
 RANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
 CTYPE = {"int8": "int8_t", "int16": "int16_t"}
 
@@ -75,8 +74,6 @@ def _fully_connected(g: Graph, op: Operator) -> Step:
     if b is not None and b.dtype != "int64":
         raise CprError(f"FULLY_CONNECTED (operator {op.index}) has a {b.dtype} bias; the 16x8 kernel "
                        "takes int64 biases")
-    # TFLM: int32 accumulation unless the bias is int64 (or absent with an int64 bias type)
-    acc32 = b is None and int(getattr(op.options, "quantizedBiasType", 0) or 0) != INT64
     n_out, depth = w.shape
     per_channel = w.scale.size > 1
     if per_channel:
@@ -97,7 +94,7 @@ def _fully_connected(g: Graph, op: Operator) -> Step:
     consts += [Const(f"{k}_multiplier", "int32_t", np.array(mult, np.int32), "requant"),
                Const(f"{k}_shift", "int32_t", np.array(shift, np.int32), "requant")]
     params = (f"static const cpr_fc16_params {k}_params = {{{lo}, {hi}, {k}_multiplier, {k}_shift, "
-              f"{int(per_channel)}, {int(acc32)}}};")
+              f"{int(per_channel)}}};")
     call = (f"cpr_fully_connected_s16(&{k}_params, {_src('int16_t', x.index)}, {x.size // depth}, "
             f"{depth}, {k}_weights, {f'{k}_bias' if b is not None else '0'}, {n_out}, "
             f"{_dst('int16_t', y.index)});")

@@ -73,7 +73,6 @@ typedef struct {
     const int32_t *multiplier; /* per output channel, or one entry when per_channel == 0 */
     const int32_t *shift;
     int32_t per_channel;
-    int32_t acc32;             /* 1: int32 accumulator (int32 or no bias, as TFLM decides) */
 } cpr_fc16_params;
 
 /* output[b][n] = clamp(requant(sum_k in[b][k] * w[n][k] + bias[n])); zero points are 0.

@@ -2,18 +2,16 @@
  *
  * Built when CPR_FC_VARIANT_DSP or CPR_FC_VARIANT_DSP_ROTATE is defined.
  *
- * The activations are already int16, so one 32-bit load gives SMLALD (SMLAD for the int32
- * accumulator case) a ready pair: unlike the int8 kernel there is no SXTAB16 on the input
+ * The activations are already int16, so one 32-bit load gives SMLALD a ready pair: unlike the int8 kernel there is no SXTAB16 on the input
  * side. Only the weights are widened. The generator stores each group of 4 weights of a row
  * as k, k+2, k+1, k+3: SXTB16 then yields (k, k+1) and SXTB16 ROR 8 yields (k+2, k+3), the
  * pairs matching the input words (x[k], x[k+1]) and (x[k+2], x[k+3]). The in_depth % 4
- * tail stays in order. Integer accumulation is exact (int64), or wraps exactly like the
- * reference's int32 sum, so the result equals the reference kernel bit for bit. */
+ * tail stays in order. The int64 accumulation is exact, so the result equals the reference
+ * kernel bit for bit. */
 #include "cpr_runtime.h"
 
 #if defined(CPR_FC_VARIANT_DSP) || defined(CPR_FC_VARIANT_DSP_ROTATE)
 #include "acle_dsp.h"
-#include "../reference/requant.h"
 #include "../reference/requant64.h"
 
 static inline uint32_t read_pair(const int16_t *p)
@@ -31,19 +29,7 @@ void cpr_fully_connected_s16_dsp(const cpr_fc16_params *p, const int16_t *input,
         const int8_t *w = weights;
         for (int32_t n = 0; n < out_depth; ++n, w += in_depth) {
             int32_t v;
-            if (p->acc32) {
-                int32_t acc = 0;
-                int32_t k = 0;
-                for (; k < k4; k += 4) {
-                    const uint32_t wv = cpr_read4(w + k);
-                    acc = cpr_smlad(read_pair(input + k), cpr_sxtb16(wv), acc);
-                    acc = cpr_smlad(read_pair(input + k + 2), cpr_sxtb16_ror8(wv), acc);
-                }
-                for (; k < in_depth; ++k) {
-                    acc = (int32_t)((uint32_t)acc + (uint32_t)((int32_t)input[k] * w[k]));
-                }
-                v = cpr_requantize(acc, p->multiplier[n * cstep], p->shift[n * cstep]);
-            } else {
+            {
                 int64_t acc = bias ? bias[n] : 0;
                 int32_t k = 0;
                 for (; k + 8 <= k4; k += 8) {

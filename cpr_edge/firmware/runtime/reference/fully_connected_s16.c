@@ -1,12 +1,10 @@
 /* FULLY_CONNECTED 16x8 (int16 activations, int8 weights), TFLM reference_integer_ops.
  *
  * TFLM ignores the int16 zero points (they are 0 in 16x8 models; the generator refuses any
- * other) and picks the accumulator by the bias: an int64 bias (or none, when the options say
- * the bias type is int64) accumulates in int64 and requantises with the 16-bit reduced
- * multiplier; otherwise it accumulates in int32 (wrapping) and requantises with the int32
- * double-rounding MultiplyByQuantizedMultiplier, like the int8 kernel. */
+ * other), accumulates in int64 (with or without bias: tests/test_kernel_fully_connected_s16.py
+ * shows the interpreter we verify against does so even without a bias) and requantises with
+ * the 16-bit reduced multiplier of its int64 MultiplyByQuantizedMultiplier. */
 #include "cpr_runtime.h"
-#include "requant.h"
 #include "requant64.h"
 
 void cpr_fully_connected_s16_reference(const cpr_fc16_params *p, const int16_t *input,
@@ -18,23 +16,14 @@ void cpr_fully_connected_s16_reference(const cpr_fc16_params *p, const int16_t *
         for (int32_t n = 0; n < out_depth; ++n) {
             const int8_t *w = weights + n * in_depth;
             const int32_t c = p->per_channel ? n : 0;
-            int32_t acc_scaled;
-            if (p->acc32) {
-                uint32_t acc = 0; /* int32 accumulation, wrapping as the int32 sum does */
-                for (int32_t k = 0; k < in_depth; ++k) {
-                    acc += (uint32_t)((int32_t)w[k] * (int32_t)x[k]);
-                }
-                acc_scaled = cpr_requantize((int32_t)acc, p->multiplier[c], p->shift[c]);
-            } else {
-                int64_t acc = 0;
-                for (int32_t k = 0; k < in_depth; ++k) {
-                    acc += (int32_t)w[k] * (int32_t)x[k];
-                }
-                if (bias) {
-                    acc += bias[n];
-                }
-                acc_scaled = cpr_requantize64(acc, p->multiplier[c], p->shift[c]);
+            int64_t acc = 0;
+            for (int32_t k = 0; k < in_depth; ++k) {
+                acc += (int32_t)w[k] * (int32_t)x[k];
             }
+            if (bias) {
+                acc += bias[n];
+            }
+            int32_t acc_scaled = cpr_requantize64(acc, p->multiplier[c], p->shift[c]);
             acc_scaled = acc_scaled < p->act_min ? p->act_min : acc_scaled;
             acc_scaled = acc_scaled > p->act_max ? p->act_max : acc_scaled;
             output[b * out_depth + n] = (int16_t)acc_scaled;
