@@ -180,6 +180,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     from cpr_edge.boards import load_board
     from cpr_edge.build import default_out_dir
     from cpr_edge.fileio import write_json_atomic, write_text_atomic
+    from cpr_edge.hil.closed_loop import eval_seeds
     from cpr_edge.hil.commands import parse_budget
     from cpr_edge.hil.run import HilConfig, run_hil
     from cpr_edge.hil.session import is_emulated
@@ -216,6 +217,10 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
         clock.times["prune"] -= rec
         clock.add("recover", rec)
         say(f"[2/9] recover: distillation, {args.recover_steps} steps in {rec:.1f} s (inside prune)")
+        from cpr_edge.build.identity import sha256_of
+
+        # identity: which checkpoint this one was pruned from (cpr-edge hil checks the baseline)
+        pruned.extra["pruning"]["source_sha256"] = sha256_of(src)
         save_checkpoint(pruned, out / "pruned.pt")
         pruned = load_checkpoint(out / "pruned.pt")  # export records this path as the model's source
         write_json_atomic(out / "prune.json", info)
@@ -239,7 +244,9 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
                         baseline_model_dir=None if "error" in base else out / "baseline",
                         baseline_firmware=None if "error" in base else default_out_dir(out / "baseline", board.name) / "firmware.elf",
                         memory=build["memory"], port=args.port, episodes=args.episodes, seed=args.seed,
-                        budget_s=budget, min_return_ratio=args.min_return_ratio, log_dir=out)
+                        budget_s=budget, min_return_ratio=args.min_return_ratio,
+                        min_fidelity_ratio=args.min_fidelity_ratio, log_dir=out,
+                        selection_seeds=eval_seeds(args.episodes, args.seed))
         result, episodes = run_hil(cfg, progress=lambda m: say(f"[7/9] {m}" if m.startswith("boot/flash") else f"      {m}"))
     boot = sum(b.get("boot_s", 0.0) for b in result["boards"].values())
     clock.times["hil"] -= boot

@@ -74,4 +74,4 @@ def test_closed_loop_episode(session, model_dir, request):
     for seed in eval_seeds(request.config.getoption("--episodes")):
         e = board_episode("board", session, ck.task, seed, reference=ref, max_lsb=1)
         assert e.failed is None, e.failed
-        assert e.steps == ck.spec["episode_length"] and np.all(e.ticks > 0)
+        assert e.steps == ck.spec["episode_length"] and np.all(e.invoke_counts > 0)

@@ -55,7 +55,7 @@ def test_failed_check_fails_the_run_and_compare(run_result, tmp_path, capsys):
     cfg, (result, episodes) = run_result
     write_report(tmp_path / "a", result, episodes)
     tight = dict(result)
-    lat = checks.latency_check(episodes.runs["pruned_board"][0].ticks, "instructions", 25_000_000, 1e-6)
+    lat = checks.latency_check(episodes.runs["pruned_board"][0].invoke_counts, "instructions", 25_000_000, 1e-6)
     assert not lat["passed"]
     tight["checks"] = [lat if c["name"] == "latency_p99" else c for c in result["checks"]]
     tight["passed"] = all(c["passed"] for c in tight["checks"])

@@ -104,10 +104,13 @@ def build_firmware(board: Board | str, model_dir, out_dir, progress: Callable[[s
     _check_tools()
     variant = fc_kernel or board.fc_kernel
     out_dir = Path(out_dir).resolve()  # make runs in the firmware folder: paths must be absolute
+    from cpr_edge.build.identity import firmware_source_id, sha256_of
+
+    source_id = firmware_source_id()  # before compiling: what the image is built from
     with atomic_dir(out_dir) as tmp:
         log(f"generating C from {tflite}")
         gen = generate(tflite, tmp / "model", input_prescale=export_prescale(model_dir))
-        write_text_atomic(tmp / "board_config.h", board_config_h(board))
+        write_text_atomic(tmp / "board_config.h", board_config_h(board, source_id))
         variables = {"OUT": str(tmp), "CONFIG_DIR": str(tmp), "MODEL_DIR": str(tmp / "model"),
                      "APP": "hil", **make_variables(board, variant)}
         log(f"compiling for {board.name} ({board.core}, FULLY_CONNECTED {variant})")
@@ -128,6 +131,8 @@ def build_firmware(board: Board | str, model_dir, out_dir, progress: Callable[[s
             raise CprError(_overflow_message(board, mem))
         mem["fc_kernel"] = variant
         mem["model_sha256"] = gen["sha256"]
+        mem["elf_sha256"] = sha256_of(elf)
+        mem["firmware_source_id"] = source_id
         write_json_atomic(tmp / "memory.json", mem)
         shutil.rmtree(tmp / "obj")
         log(f"{board.name}: flash {mem['flash']['total']} / {mem['flash']['capacity']} bytes, "

@@ -14,8 +14,12 @@ _DRIVER_EXTRA = {
 }
 
 
-def board_config_h(board: Board) -> str:
-    """C header with the board's facts as macros (included through platform.h)."""
+def board_config_h(board: Board, source_id: str | None = None) -> str:
+    """C header with the board's facts as macros (included through platform.h); the firmware
+    version string carries ``source_id`` (cpr_edge.build.identity)."""
+    from cpr_edge.build.identity import firmware_source_id, fw_version
+
+    version = fw_version(__version__, source_id or firmware_source_id())
     u = board.uart
     irqs = [int(i) for i in u["irqs"]]
     lines = [
@@ -23,7 +27,7 @@ def board_config_h(board: Board) -> str:
         f" * cpr_edge/boards/{board.name}.yaml; do not edit. */",
         "#ifndef BOARD_CONFIG_H", "#define BOARD_CONFIG_H", "",
         f'#define BOARD_ID "{board.name}"',
-        f'#define FW_VERSION "cpr-edge {__version__}"',
+        f'#define FW_VERSION "{version}"',
         f"#define BOARD_CLOCK_HZ {board.clock_hz}u",
         f"#define BOARD_COUNTER_UNIT {board.counter_unit_code} /* 0 cycles (DWT), 1 instructions (QEMU -icount) */",
         f"#define BOARD_ICOUNT_SHIFT {board.icount_shift}",

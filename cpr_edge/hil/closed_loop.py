@@ -34,8 +34,9 @@ class Episode:
     """[T, obs_dim] float32: the observation each action was computed from."""
     actions: np.ndarray
     """[T, act_dim] float32: the applied actions."""
-    ticks: np.ndarray | None = None
-    """[T] invoke ticks reported by the board (None on the host)."""
+    invoke_counts: np.ndarray | None = None
+    """[T] the board's invoke counter per step, in HELLO's ``counter_unit`` (instructions on
+    QEMU, cycles on real boards); None on the host."""
     failed: str | None = None
     """Why the episode stopped early; None if it ran to the end."""
     wall_s: float = 0.0
@@ -62,13 +63,13 @@ class _Lane:
         self.env = make_env(task, seed)
         self.t0 = time.perf_counter()
         self.obs, self.done, self.ret = self.env.reset(), False, 0.0
-        self.os, self.as_, self.ticks = [], [], []
+        self.os, self.as_, self.counts = [], [], []
         self.action = None
         self.failed = None
 
     def apply(self) -> None:
         """Step the task with the verified action."""
-        self.os.append(self.obs), self.as_.append(self.action), self.ticks.append(self.tick)
+        self.os.append(self.obs), self.as_.append(self.action), self.counts.append(self.count)
         self.obs, r, self.done = self.env.step(self.action)
         self.ret += r
         self.action = None
@@ -77,7 +78,7 @@ class _Lane:
         return Episode(self.label, self.seed, self.ret, len(self.as_),
                        np.stack(self.os) if self.os else np.zeros((0, self.obs.size), np.float32),
                        np.stack(self.as_) if self.as_ else np.zeros((0, act_dim), np.float32),
-                       np.asarray(self.ticks, np.int64), self.failed, time.perf_counter() - self.t0)
+                       np.asarray(self.counts, np.int64), self.failed, time.perf_counter() - self.t0)
 
 
 def board_episodes(label: str, session, task: str, seeds: list[int], reference: Callable | None = None,
@@ -120,7 +121,7 @@ def board_episodes(label: str, session, task: str, seeds: list[int], reference: 
             ready = None
         if pending is not None:
             try:
-                a, lane.tick = link.infer_finish(pending)
+                a, lane.count = link.infer_finish(pending)
                 want = reference(lane.obs) if reference is not None else a
                 if want.shape != a.shape or np.max(np.abs(want - a)) > tol:
                     lane.failed = (f"step {len(lane.as_)}: board action {a.tolist()} differs from the "
@@ -143,12 +144,32 @@ def board_episode(label: str, session, task: str, seed: int, reference: Callable
 
 
 def eval_seeds(episodes: int, seed: int = 0) -> list[int]:
-    """The seeds every controller of a run uses (the evaluation seeds of ``cpr-edge eval``)."""
+    """The evaluation seeds of ``cpr-edge eval`` and of pruning's returns: the seeds that
+    *choose* (ratio, boundary search). A HIL check never runs on them (``check_seeds``)."""
     from cpr_edge.agents.evaluate import EVAL_SEED_OFFSET
 
     if episodes < 1:
         raise CprError("--episodes must be at least 1")
     return [EVAL_SEED_OFFSET + seed * 1000 + i for i in range(episodes)]
+
+
+CHECK_SEED_OFFSET = 100_000
+"""HIL episodes run on held-out seeds ``CHECK_SEED_OFFSET + 1000 * seed + i``, disjoint from
+every evaluation seed (``EVAL_SEED_OFFSET`` 10000 + 1000 * seed + i for seeds below 90)."""
+
+
+def check_seeds(episodes: int, seed: int = 0, selection: list[int] | None = None) -> list[int]:
+    """The held-out seeds every controller of a HIL run uses; refused if they overlap the
+    seeds that chose anything (``selection``)."""
+    if episodes < 1:
+        raise CprError("--episodes must be at least 1")
+    if episodes > 1000 or seed < 0:
+        raise CprError("--episodes must be at most 1000 and --seed not negative")
+    seeds = [CHECK_SEED_OFFSET + seed * 1000 + i for i in range(episodes)]
+    shared = sorted(set(seeds) & set(selection or []))
+    if shared:
+        raise CprError(f"check seeds {shared[:5]} were also used to choose the model: not held out")
+    return seeds
 
 
 @dataclass
@@ -162,7 +183,7 @@ class EpisodeSet:
         return [e.ret for e in self.runs.get(label, [])]
 
     def save_npz(self, path) -> None:
-        """Per step obs, action and ticks of every episode (``LABEL/SEED/obs`` ...)."""
+        """Per step obs, action and invoke count of every episode (``LABEL/SEED/obs`` ...)."""
         from cpr_edge.fileio import atomic_path
 
         arrays = {}
@@ -170,8 +191,8 @@ class EpisodeSet:
             for e in eps:
                 arrays[f"{label}/{e.seed}/obs"] = e.obs
                 arrays[f"{label}/{e.seed}/action"] = e.actions
-                if e.ticks is not None:
-                    arrays[f"{label}/{e.seed}/ticks"] = e.ticks
+                if e.invoke_counts is not None:
+                    arrays[f"{label}/{e.seed}/invoke_count"] = e.invoke_counts
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **arrays)

@@ -38,7 +38,10 @@ def add_hil_args(p: argparse.ArgumentParser) -> None:
                    help="latency budget for the p99 invoke time, e.g. 20ms (default: the task's control period)")
     p.add_argument("--min-return-ratio", type=float, default=0.95,
                    help="pruned-on-board / unpruned-float return must reach this (default 0.95)")
-    p.add_argument("--seed", type=int, default=0, help="evaluation seed block (default 0)")
+    p.add_argument("--min-fidelity-ratio", type=float, default=0.98,
+                   help="int8_fidelity: pruned int8 on board / pruned float on host must reach this (default 0.98)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed block of the held-out check seeds 100000 + 1000*seed + i (default 0)")
 
 
 def register(sub) -> None:
@@ -78,10 +81,18 @@ def export_checkpoint_path(model_dir: Path) -> Path | None:
     return Path(ref) if ref else None
 
 
-def is_pruned(checkpoint: Path) -> bool:
-    from cpr_edge.agents.checkpoint import load_checkpoint
+def selection_seeds(extra: dict) -> list[int]:
+    """The evaluation seeds pruning chose with (recorded in the checkpoint), for every level of
+    pruning the checkpoint went through."""
+    from cpr_edge.hil.closed_loop import eval_seeds
 
-    return "pruning" in load_checkpoint(checkpoint).extra
+    seeds, info = [], extra.get("pruning")
+    while info:
+        n = int((info.get("return") or {}).get("episodes") or 0)
+        if n > 0:
+            seeds += eval_seeds(n, int(info.get("seed", 0)))
+        info = info.get("previous")
+    return sorted(set(seeds))
 
 
 def cmd_hil(args: argparse.Namespace) -> int:
@@ -98,12 +109,27 @@ def cmd_hil(args: argparse.Namespace) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else recorded
     if checkpoint is None or not checkpoint.is_file():
         raise CprError(f"the float checkpoint of {model_dir} is unknown or gone ({checkpoint}); give --checkpoint")
+    from cpr_edge.hil.identity import check_checkpoint, check_firmware
+
+    check_checkpoint(model_dir, checkpoint)  # before anything slow: a foreign checkpoint is refused
+    check_firmware(model_dir, elf, memory)
+    from cpr_edge.agents.checkpoint import load_checkpoint
+
+    extra = load_checkpoint(checkpoint).extra
     base_dir = Path(args.baseline) if args.baseline else model_dir.parent / "baseline"
-    base_elf = base_ck = None
+    base_elf = base_ck = base_mem = None
     if (base_dir / "export.json").is_file():
-        base_elf, _ = firmware_of(base_dir, args.board)
+        base_elf, base_mem = firmware_of(base_dir, args.board)
         base_ck = export_checkpoint_path(base_dir)
-    elif args.baseline or is_pruned(checkpoint):
+        if base_ck is None or not base_ck.is_file():
+            raise CprError(f"the unpruned checkpoint of baseline {base_dir} is unknown or gone ({base_ck})")
+        check_checkpoint(base_dir, base_ck)
+        check_firmware(base_dir, base_elf, base_mem)
+        source = (extra.get("pruning") or {}).get("source_sha256")
+        if source and check_checkpoint(base_dir, base_ck)["checkpoint_sha256"] != source:
+            raise CprError(f"baseline {base_dir} was exported from another checkpoint than the one "
+                           f"{checkpoint} was pruned from")
+    elif args.baseline or "pruning" in extra:
         raise CprError(f"the model is pruned: baseline (b) needs the unpruned model exported and built "
                        f"for {args.board} in {base_dir} (give --baseline DIR)")
     else:
@@ -111,8 +137,9 @@ def cmd_hil(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else model_dir.parent / f"hil-{args.board}"
     cfg = HilConfig(board=board, model_dir=model_dir, firmware=elf, checkpoint=checkpoint,
                     baseline_checkpoint=base_ck, baseline_model_dir=base_dir, baseline_firmware=base_elf,
-                    memory=memory, port=args.port, episodes=args.episodes, seed=args.seed,
-                    budget_s=budget, min_return_ratio=args.min_return_ratio,
+                    baseline_memory=base_mem, memory=memory, port=args.port, episodes=args.episodes,
+                    seed=args.seed, budget_s=budget, min_return_ratio=args.min_return_ratio,
+                    min_fidelity_ratio=args.min_fidelity_ratio, selection_seeds=selection_seeds(extra),
                     log_dir=out)
     out.mkdir(parents=True, exist_ok=True)
     result, episodes = run_hil(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True))

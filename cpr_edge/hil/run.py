@@ -19,7 +19,8 @@ import torch
 
 from cpr_edge.errors import CprError
 from cpr_edge.hil import checks
-from cpr_edge.hil.closed_loop import EpisodeSet, Int8Reference, board_episodes, eval_seeds, host_episode
+from cpr_edge.hil.closed_loop import EpisodeSet, Int8Reference, board_episodes, check_seeds, host_episode
+from cpr_edge.hil.identity import check_checkpoint, check_firmware, check_hello_identity
 from cpr_edge.hil.session import board_field, is_emulated, open_session, sha256_file
 
 LABELS = {
@@ -54,6 +55,12 @@ class HilConfig:
     budget_s: float | None = None
     """Latency budget; default: the task's control period."""
     min_return_ratio: float = checks.DEFAULT_MIN_RETURN_RATIO
+    min_fidelity_ratio: float = checks.DEFAULT_MIN_FIDELITY_RATIO
+    """int8_fidelity: pruned int8 on board / pruned float on host must reach this."""
+    selection_seeds: list[int] = field(default_factory=list)
+    """Seeds that chose anything (pruning's evaluation); the check seeds must avoid them."""
+    baseline_memory: dict | None = None
+    """memory.json of the baseline (b) build."""
     max_lsb: int = 1
     """Allowed distance of a board action from the host int8 reference, in output LSBs."""
     lanes: int = 2
@@ -64,18 +71,23 @@ class HilConfig:
 
 
 def _policy(path: Path):
+    """The checkpoint's float policy as the board runs it: the checkpoint's observation
+    normalisation, then encoder -> pi (the export folds the same normalisation into the model)."""
     from cpr_edge.agents.checkpoint import load_checkpoint
+    from cpr_edge.export.onnx_graph import normalize
 
     ck = load_checkpoint(path)
-    return ck, ck.agent.policy_action
+    norm = ck.normalization or {"kind": "none"}
+    return ck, lambda obs: ck.agent.policy_action(np.asarray(normalize(np.asarray(obs, np.float32), norm), np.float32))
 
 
 def _board_run(cfg: HilConfig, label: str, model_dir: Path, elf: Path, task: str, seeds, spec,
-               progress) -> tuple[list, dict]:
+               progress, firmware_id: dict) -> tuple[list, dict]:
     tflite = Path(model_dir) / "model_int8.tflite"
     if not tflite.is_file():
         raise CprError(f"no model_int8.tflite in {model_dir}")
     sha = sha256_file(tflite)
+    ref = Int8Reference(model_dir)  # from the export folder alone, before the board speaks
     log = (Path(cfg.log_dir) / f"qemu-{label}.log") if cfg.log_dir else None
     kw = dict(cfg.session_kw)
     if log and is_emulated(cfg.board):
@@ -91,8 +103,8 @@ def _board_run(cfg: HilConfig, label: str, model_dir: Path, elf: Path, task: str
         if h.input_len != spec["obs_dim"] or h.output_len != spec["act_dim"]:
             raise CprError(f"board model takes {h.input_len} inputs / gives {h.output_len} outputs; "
                            f"task {task} has obs_dim {spec['obs_dim']}, act_dim {spec['act_dim']}")
-        ref = Int8Reference(model_dir)
         ref.check_hello(h)
+        check_hello_identity(h, firmware_id)
         t_eps = time.perf_counter()
         eps = board_episodes(label, s, task, seeds, reference=ref, max_lsb=cfg.max_lsb, lanes=cfg.lanes)
         wall = time.perf_counter() - t_eps
@@ -102,41 +114,75 @@ def _board_run(cfg: HilConfig, label: str, model_dir: Path, elf: Path, task: str
         bench = s.link.bench(100)
         stats = s.link.stats()
         info = {"hello": h.to_dict(), "kind": s.kind, "boot_s": round(boot_s, 3), "bench": bench,
-                "stats": stats, "link": dict(s.link.counters.__dict__), "model_sha256": sha}
+                "stats": stats, "link": dict(s.link.counters.__dict__), "model_sha256": sha,
+                "elf_sha256": firmware_id["elf_sha256"], "firmware_source_id": firmware_id["firmware_source_id"]}
     steps = sum(e.steps for e in eps)
     info["steps_per_s"] = round(steps / wall, 1) if wall else None
     return eps, info
 
 
+def check_identity(cfg: HilConfig) -> dict:
+    """Everything that must belong together, checked before anything boots (one-line errors)."""
+    ident = {"model": {**check_checkpoint(cfg.model_dir, cfg.checkpoint),
+                       **check_firmware(cfg.model_dir, cfg.firmware, cfg.memory)}}
+    if cfg.baseline_model_dir is not None:
+        if cfg.baseline_firmware is None or cfg.baseline_checkpoint is None:
+            raise CprError("baseline (b) needs the unpruned model's firmware and checkpoint")
+        mem = cfg.baseline_memory
+        if mem is None:
+            mem_path = Path(cfg.baseline_firmware).parent / "memory.json"
+            mem = json.loads(mem_path.read_text()) if mem_path.is_file() else None
+        ident["baseline"] = {**check_checkpoint(cfg.baseline_model_dir, cfg.baseline_checkpoint),
+                             **check_firmware(cfg.baseline_model_dir, cfg.baseline_firmware, mem)}
+    elif cfg.baseline_checkpoint is not None:
+        from cpr_edge.hil.identity import checkpoint_sha256
+
+        ident["baseline"] = {"checkpoint_sha256": checkpoint_sha256(cfg.baseline_checkpoint)}
+    return ident
+
+
 def run_hil(cfg: HilConfig, progress: Callable[[str], None] | None = None) -> tuple[dict, EpisodeSet]:
-    """Run every controller on the same seeds; return the result (figures + checks)."""
+    """Run every controller on the same held-out seeds; return the result (figures + checks).
+
+    Baselines that are not given are reported missing, never filled in with another run."""
     progress = progress or (lambda msg: None)
+    identity = check_identity(cfg)
+    seeds = check_seeds(cfg.episodes, cfg.seed, cfg.selection_seeds)
     torch.set_num_threads(1)
     ck, pruned_policy = _policy(cfg.checkpoint)
     task, spec = ck.task, ck.spec
-    seeds = eval_seeds(cfg.episodes, cfg.seed)
-    es = EpisodeSet(seeds)
-    boards = {}
-
-    eps, boards["pruned_board"] = _board_run(cfg, "pruned_board", cfg.model_dir, cfg.firmware, task,
-                                              seeds, spec, progress)
-    es.runs["pruned_board"] = eps
-    if cfg.baseline_model_dir is not None:
-        if cfg.baseline_firmware is None:
-            raise CprError("baseline (b) needs the unpruned model's firmware")
-        eps, boards["unpruned_int8_board"] = _board_run(cfg, "unpruned_int8_board", cfg.baseline_model_dir,
-                                                         cfg.baseline_firmware, task, seeds, spec, progress)
-        es.runs["unpruned_int8_board"] = eps
-    elif cfg.baseline_checkpoint is None:  # the model on the board is the unpruned one
-        es.runs["unpruned_int8_board"] = es.runs["pruned_board"]
-
+    base_ck = base_policy = None
     if cfg.baseline_checkpoint is not None:
         base_ck, base_policy = _policy(cfg.baseline_checkpoint)
         if base_ck.task != task:
             raise CprError(f"baseline checkpoint is for {base_ck.task}, the model for {task}")
-    else:
+        if "pruning" in base_ck.extra:
+            raise CprError(f"baseline checkpoint {cfg.baseline_checkpoint} is itself pruned: (a) and (b) "
+                           f"must be the unpruned checkpoint")
+    pruned_model = "pruning" in ck.extra
+    if base_ck is None and not pruned_model:  # the model on the board is the unpruned one itself
         base_policy = pruned_policy
-    for label, policy in (("unpruned_float_host", base_policy), ("pruned_float_host", pruned_policy)):
+    es = EpisodeSet(seeds)
+    boards = {}
+    missing = {}
+
+    eps, boards["pruned_board"] = _board_run(cfg, "pruned_board", cfg.model_dir, cfg.firmware, task,
+                                              seeds, spec, progress, identity["model"])
+    es.runs["pruned_board"] = eps
+    if cfg.baseline_model_dir is not None:
+        eps, boards["unpruned_int8_board"] = _board_run(cfg, "unpruned_int8_board", cfg.baseline_model_dir,
+                                                         cfg.baseline_firmware, task, seeds, spec, progress,
+                                                         identity["baseline"])
+        es.runs["unpruned_int8_board"] = eps
+    else:
+        missing["unpruned_int8_board"] = ("the model on the board is unpruned: it is this controller"
+                                          if not pruned_model else "no unpruned export built for the board")
+    host = [("pruned_float_host", pruned_policy)]
+    if base_policy is not None:
+        host.insert(0, ("unpruned_float_host", base_policy))
+    else:
+        missing["unpruned_float_host"] = "no unpruned checkpoint given"
+    for label, policy in host:
         es.runs[label] = []
         for seed in seeds:
             torch.manual_seed(seed), np.random.seed(seed)
@@ -146,22 +192,31 @@ def run_hil(cfg: HilConfig, progress: Callable[[str], None] | None = None) -> tu
 
     h = boards["pruned_board"]["hello"]
     budget = float(cfg.budget_s if cfg.budget_s is not None else spec["control_timestep"])
-    ticks = np.concatenate([e.ticks for e in es.runs["pruned_board"]] or [np.zeros(0)])
+    counts = np.concatenate([e.invoke_counts for e in es.runs["pruned_board"]] or [np.zeros(0)])
+    export_json = Path(cfg.model_dir) / "export.json"
+    export_info = json.loads(export_json.read_text())
+    if "unpruned_float_host" in es.runs:
+        ratio = checks.return_ratio_check(es.returns("pruned_board"), es.returns("unpruned_float_host"),
+                                          cfg.min_return_ratio)
+    else:
+        ratio = checks.make_check("return_ratio", False, None, cfg.min_return_ratio, "",
+                                  "baseline (a), the unpruned float policy, is missing")
     result_checks = [
         checks.completion_check(es.runs["pruned_board"]),
-        checks.return_ratio_check(es.returns("pruned_board"), es.returns("unpruned_float_host"),
-                                  cfg.min_return_ratio),
-        checks.latency_check(ticks, h["counter_unit"], h["clock_hz"], budget),
+        ratio,
+        checks.int8_fidelity_check(es.returns("pruned_board"), es.returns("pruned_float_host"),
+                                   cfg.min_fidelity_ratio, export_info.get("error")),
+        checks.latency_check(counts, h["counter_unit"], h["clock_hz"], budget),
     ]
     if cfg.baseline_model_dir is not None:
         result_checks.append(checks.completion_check(es.runs["unpruned_int8_board"]))
         result_checks[-1]["name"] = "baseline_board_episodes_completed"
     if cfg.memory is not None:
-        result_checks.append(checks.memory_check(cfg.memory))
+        result_checks.append(checks.memory_check(cfg.memory, boards["pruned_board"]["stats"]))
     else:
         result_checks.append(checks.make_check("memory_fits", False, None, None, "bytes",
                                                "no memory.json next to the firmware"))
-    export_json = Path(cfg.model_dir) / "export.json"
+    identity["model"]["fw_version"] = h["fw_version"]
     result = {
         "task": task,
         "board": {"name": board_field(cfg.board, "name"), "emulated": is_emulated(cfg.board),
@@ -171,13 +226,17 @@ def run_hil(cfg: HilConfig, progress: Callable[[str], None] | None = None) -> tu
                   "bytes": (Path(cfg.model_dir) / "model_int8.tflite").stat().st_size,
                   "checkpoint": str(cfg.checkpoint),
                   "baseline_checkpoint": str(cfg.baseline_checkpoint) if cfg.baseline_checkpoint else None,
-                  "export": json.loads(export_json.read_text()) if export_json.is_file() else None},
+                  "export": export_info},
+        "identity": identity,
         "seeds": seeds,
+        "seeds_used": {"check": seeds, "selection": sorted(cfg.selection_seeds),
+                       "note": "check seeds are held out: disjoint from the seeds that chose the model"},
+        "baselines_missing": missing,
         "returns": {k: es.returns(k) for k in LABELS if k in es.runs},
         "mean_return": {k: float(np.mean(es.returns(k))) for k in LABELS if es.returns(k)},
         "episodes": {k: [e.summary() for e in v] for k, v in es.runs.items()},
-        "latency": {"unit": h["counter_unit"], "estimate": h["counter_unit"] == "instructions",
-                    "budget_s": budget, **checks.latency_stats(ticks, h["clock_hz"])},
+        "latency": {"estimate": h["counter_unit"] == "instructions", "budget_s": budget,
+                    **checks.latency_stats(counts, h["counter_unit"], h["clock_hz"])},
         "memory": cfg.memory,
         "boards": boards,
         "max_lsb": cfg.max_lsb,

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from cpr_edge.errors import CprError
+from cpr_edge.hil.checks import p99_seconds
 
 
 def load_report(run_dir) -> dict:
@@ -36,7 +37,7 @@ def row(r: dict) -> dict:
         "return_pruned_board": r["mean_return"].get("pruned_board"),
         "return_unpruned_float": r["mean_return"].get("unpruned_float_host"),
         "return_ratio": rr.get("value"), "return_ratio_threshold": rr.get("threshold"),
-        "latency_p99_s": lat.get("p99_s"), "latency_estimate": lat.get("estimate"),
+        "latency_p99_s": p99_seconds(lat)[0], "latency_estimate": p99_seconds(lat)[1],
         "budget_s": lat.get("budget_s"),
         "flash_used": used.get("flash"), "flash_capacity": cap.get("flash"),
         "ram_used": used.get("ram"), "ram_capacity": cap.get("ram"),
