@@ -15,6 +15,9 @@ def register(sub) -> None:
     add_checkpoint_args(p)
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
     p.add_argument("--io", choices=["int8", "float"], default="int8", help="model input/output type (default int8)")
+    p.add_argument("--activations", choices=["int8", "int16"], default="int8",
+                   help="int16: the 16x8 mode (int16 activations and I/O, int8 weights; ELU kept as an "
+                        "exact float island, docs/export.md). Default int8")
     p.add_argument("--granularity", choices=["per-channel", "per-tensor"], default="per-channel",
                    help="weight scales (default per-channel)")
     p.add_argument("--allow-float", action="store_true",
@@ -42,7 +45,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = resolve_checkpoint(args.checkpoint, args.task, args.preset)
     info = export_checkpoint(path, args.out, io=args.io, granularity=args.granularity,
                              allow_float=args.allow_float, compare_granularity=args.compare_granularity,
-                             prescale=args.input_prescale,
+                             prescale=args.input_prescale, activations=args.activations,
                              progress=lambda line: print(f"export: {line}", file=sys.stderr, flush=True))
     e, q = info["error"], info["output"]
     text = (f"wrote {args.out}: {info['model_bytes']} bytes, ops {' '.join(info['op_resolver'])}, "

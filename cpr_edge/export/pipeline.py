@@ -20,7 +20,8 @@ from cpr_edge.agents.checkpoint import Checkpoint, load_checkpoint
 from cpr_edge.errors import CprError
 from cpr_edge.export import c_array, flatbuffer
 from cpr_edge.export.onnx_graph import OPSET, deployed_policy, export_onnx, input_prescale, reference_actions
-from cpr_edge.export.quantize import GRANULARITIES, IO_TYPES, import_tensorflow, onnx_to_saved_model, quantize
+from cpr_edge.export.quantize import (ACTIVATIONS, GRANULARITIES, IO_TYPES, import_tensorflow, onnx_to_saved_model,
+                                      quantize)
 from cpr_edge.export.tflm_ops import check_ops, op_resolver_header
 from cpr_edge.export.tflm_run import run_tflm, smallest_arena
 from cpr_edge.fileio import atomic_dir, write_json_atomic
@@ -75,12 +76,13 @@ def _version(dist: str) -> str:
 
 
 def build_int8(saved_model: Path, calib: np.ndarray, io: str, granularity: str,
-               allow_float: bool, work: Path) -> dict:
+               allow_float: bool, work: Path, activations: str = "int8") -> dict:
     """Quantise, fuse the float ELU islands, check the ops; the model bytes and what was done."""
-    raw = quantize(saved_model, calib, work / "tensorflow.log", io=io, granularity=granularity)
+    raw = quantize(saved_model, calib, work / "tensorflow.log", io=io, granularity=granularity,
+                   activations=activations)
     model = flatbuffer.load_model(raw)
     fused = flatbuffer.fuse_float_islands(model)
-    float_kept = check_ops(model, allow_float)
+    float_kept = check_ops(model, allow_float, activations)
     data = flatbuffer.align(flatbuffer.save_model(model), work)
     model = flatbuffer.load_model(data)
     return {"bytes": data, "model": model, "fused": fused, "float_ops": float_kept,
@@ -116,8 +118,11 @@ def verify(data: bytes, model, ck: Checkpoint, held: np.ndarray, prescale, work:
 def export_checkpoint(checkpoint: str | Path | Checkpoint, out_dir: str | Path, io: str = "int8",
                       granularity: str = "per-channel", allow_float: bool = False,
                       progress: Callable[[str], None] | None = None,
-                      compare_granularity: bool = False, prescale: str = "none") -> dict:
+                      compare_granularity: bool = False, prescale: str = "none",
+                      activations: str = "int8") -> dict:
     say = progress or (lambda line: None)
+    if activations not in ACTIVATIONS:
+        raise CprError(f"activations must be one of {', '.join(ACTIVATIONS)}, not {activations!r}")
     if io not in IO_TYPES:
         raise CprError(f"io must be one of {', '.join(IO_TYPES)}, not {io!r}")
     if granularity not in GRANULARITIES:
@@ -127,13 +132,14 @@ def export_checkpoint(checkpoint: str | Path | Checkpoint, out_dir: str | Path, 
     input_prescale(calib, prescale)  # refuse an unknown kind before the slow stages
     try:
         return _export(ck, Path(out_dir), calib, held, io, granularity, allow_float, say,
-                       compare_granularity, prescale)
+                       compare_granularity, prescale, activations)
     except OSError as e:  # e.g. an output folder that cannot be written
         raise CprError(f"export to {out_dir} failed: {type(e).__name__}: {e}")
 
 
 def _export(ck: Checkpoint, out_dir: Path, calib: np.ndarray, held: np.ndarray, io: str, granularity: str,
-            allow_float: bool, say: Callable[[str], None], compare_granularity: bool, prescale: str) -> dict:
+            allow_float: bool, say: Callable[[str], None], compare_granularity: bool, prescale: str,
+            activations: str = "int8") -> dict:
     times: dict[str, float] = {}
     offset, gain = input_prescale(calib, prescale)
     model_calib = (calib - offset) * gain  # what the model input sees on the board
@@ -155,8 +161,9 @@ def _export(ck: Checkpoint, out_dir: Path, calib: np.ndarray, held: np.ndarray, 
         times["onnx2tf"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        say(f"[4/6] quantising: {granularity} int8 weights, {io} I/O, {len(calib)} calibration observations")
-        built = build_int8(saved_model, model_calib, io, granularity, allow_float, work)
+        say(f"[4/6] quantising: {granularity} int8 weights, {activations} activations, {io} I/O, "
+            f"{len(calib)} calibration observations")
+        built = build_int8(saved_model, model_calib, io, granularity, allow_float, work, activations)
         times["quantize"] = time.perf_counter() - t
         ops = flatbuffer.op_names(built["model"])
         say(f"      ops: {' '.join(ops)}"
@@ -174,7 +181,7 @@ def _export(ck: Checkpoint, out_dir: Path, calib: np.ndarray, held: np.ndarray, 
             t = time.perf_counter()
             other = GRANULARITIES[1 - GRANULARITIES.index(granularity)]
             say(f"[5/6] comparing with {other} weights")
-            alt = build_int8(saved_model, model_calib, io, other, allow_float, work)
+            alt = build_int8(saved_model, model_calib, io, other, allow_float, work, activations)
             alt_checked = verify(alt["bytes"], alt["model"], ck, held, (offset, gain), work, f"model_{other}.tflite")
             for g, b, c in ((granularity, built, checked), (other, alt, alt_checked)):
                 costs[g] = {"model_bytes": len(b["bytes"]), "arena_bytes": c["tflm"]["arena_bytes"],
@@ -194,7 +201,7 @@ def _export(ck: Checkpoint, out_dir: Path, calib: np.ndarray, held: np.ndarray, 
             "task": ck.task, "preset": ck.preset,
             "checkpoint": _checkpoint_ref(ck),
             "obs_dim": ck.arch.obs_dim, "act_dim": ck.arch.act_dim, "arch": ck.arch.to_dict(),
-            "io": io, "granularity": granularity, "allow_float": allow_float,
+            "io": io, "activations": activations, "granularity": granularity, "allow_float": allow_float,
             "normalization": _plain(ck.normalization or {"kind": "none"}),
             "normalization_folded": (ck.normalization or {}).get("kind", "none") != "none",
             "ops": ops, "op_resolver": list(dict.fromkeys(ops)),

@@ -18,6 +18,8 @@ from cpr_edge.errors import CprError
 
 GRANULARITIES = ("per-channel", "per-tensor")
 IO_TYPES = ("int8", "float")
+ACTIVATIONS = ("int8", "int16")
+"""int16: the 16x8 mode (int16 activations, int8 weights, int64 biases, int16 model I/O)."""
 
 
 @contextlib.contextmanager
@@ -87,8 +89,14 @@ def onnx_to_saved_model(onnx_path: Path, out_dir: Path, log: Path) -> Path:
 
 
 def quantize(saved_model: Path, calibration: np.ndarray, log: Path, io: str = "int8",
-             granularity: str = "per-channel") -> bytes:
+             granularity: str = "per-channel", activations: str = "int8") -> bytes:
     """Full-integer quantisation: int8 weights and activations, int32 biases.
+
+    ``activations="int16"`` is the 16x8 mode: int16 activations and model I/O (``io`` int8
+    then means integer I/O, int16), int8 weights, int64 biases. The converter has no int16
+    ELU, so TFLITE_BUILTINS is allowed beside the 16x8 op set: ELU stays a float island
+    DEQUANTIZE -> ELU -> QUANTIZE (docs/export.md, 16x8 mode); any other op it leaves in
+    float is refused later by the op check.
 
     ``calibration`` [N, obs_dim] raw observations drive the activation ranges.
     ``granularity`` chooses per-channel or per-tensor weight scales; ``io`` int8 or float
@@ -98,6 +106,8 @@ def quantize(saved_model: Path, calibration: np.ndarray, log: Path, io: str = "i
         raise CprError(f"--io must be one of {', '.join(IO_TYPES)}, not {io!r}")
     if granularity not in GRANULARITIES:
         raise CprError(f"--granularity must be one of {', '.join(GRANULARITIES)}, not {granularity!r}")
+    if activations not in ACTIVATIONS:
+        raise CprError(f"--activations must be one of {', '.join(ACTIVATIONS)}, not {activations!r}")
     tf = import_tensorflow(log)
     calibration = np.ascontiguousarray(calibration, dtype=np.float32)
 
@@ -110,10 +120,16 @@ def quantize(saved_model: Path, calibration: np.ndarray, log: Path, io: str = "i
             converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = representative_dataset
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if activations == "int16":
+                converter.target_spec.supported_ops = [
+                    tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                    tf.lite.OpsSet.TFLITE_BUILTINS]
+            else:
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             if io == "int8":
-                converter.inference_input_type = tf.int8
-                converter.inference_output_type = tf.int8
+                integer = tf.int16 if activations == "int16" else tf.int8
+                converter.inference_input_type = integer
+                converter.inference_output_type = integer
             if granularity == "per-tensor":
                 converter._experimental_disable_per_channel = True
             return bytes(converter.convert())

@@ -21,14 +21,19 @@ ARENA_ALIGN = 16
 MAX_ARENA = 64 << 20
 
 
+INTEGER_IO = {"INT8": (np.int8, -128, 127), "INT16": (np.int16, -32768, 32767)}
+"""Integer model I/O types (INT16: the 16x8 mode) with their clamp ranges."""
+
+
 def quantize_input(obs: np.ndarray, q: dict) -> np.ndarray:
-    if q["type"] != "INT8":
+    if q["type"] not in INTEGER_IO:
         return obs.astype(np.float32)
-    return np.clip(np.round(obs / q["scale"]) + q["zero_point"], -128, 127).astype(np.int8)
+    dtype, lo, hi = INTEGER_IO[q["type"]]
+    return np.clip(np.round(obs / q["scale"]) + q["zero_point"], lo, hi).astype(dtype)
 
 
 def dequantize_output(y: np.ndarray, q: dict) -> np.ndarray:
-    if q["type"] != "INT8":
+    if q["type"] not in INTEGER_IO:
         return y.astype(np.float32)
     return (y.astype(np.float32) - q["zero_point"]) * q["scale"]
 
