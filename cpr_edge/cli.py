@@ -18,6 +18,7 @@ from cpr_edge.errors import CprError
 STAGES = [
     "cpr_edge.agents.commands",
     "cpr_edge.pruning.commands",
+    "cpr_edge.quant.commands",
     "cpr_edge.export.commands",
     "cpr_edge.build.commands",
     "cpr_edge.hil.commands",

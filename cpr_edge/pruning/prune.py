@@ -14,6 +14,8 @@ from cpr_edge.importance.metrics import METRICS
 from cpr_edge.pruning.allocation import ALLOCATIONS, DEPLOYED, TARGETS, Bounds, count, told_allocate
 from cpr_edge.pruning.pruner import ADDITIVE, importance_scores, latent_sizes, lowest, prune_agent, weights_per_unit
 from cpr_edge.pruning.recovery import RECOVERIES, distill, finetune
+from cpr_edge.quant.calibration import train_and_held
+from cpr_edge.quant.qat import QatConfig, qat_recover
 
 
 def check_args(metric: str, ratio: float, allocation: str, target: str, recover: str, recover_steps: int) -> None:
@@ -46,12 +48,14 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
                      target: str = "deployed", recover: str = "distill", recover_steps: int = 300,
                      seed: int = 0, eval_episodes: int = 5, progress: Callable[[str], None] | None = None,
                      bounds: Bounds | None = None, posthoc_steps: int = 16, finetune_batch: int = 64,
-                     unpruned_returns: list[float] | None = None) -> tuple[Checkpoint, dict]:
+                     unpruned_returns: list[float] | None = None,
+                     input_prescale: str = "standardize") -> tuple[Checkpoint, dict]:
     """Prune ``ck`` and recover; returns the pruned checkpoint and the prune.json dict.
 
     Returns are policy-only (encoder -> pi, what a board runs), over ``eval_episodes`` episodes
     with the same seeds before and after, so the comparison is paired. ``unpruned_returns``
-    skips re-evaluating the unpruned agent (sweeps pass it once per seed).
+    skips re-evaluating the unpruned agent (sweeps pass it once per seed). ``recover="qat"``
+    distils through the int8 forward of the export with ``input_prescale`` (cpr_edge.quant).
     """
     check_args(metric, ratio, allocation, target, recover, recover_steps)
     say = progress or (lambda s: None)
@@ -84,8 +88,12 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
     times["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
     losses: list[float] = []
+    quantization = None
     if recover == "distill" and recover_steps > 0:
-        losses = distill(pruned, agent, ck.replay_obs(), recover_steps, seed=seed)
+        losses = distill(pruned, agent, train_and_held(ck)[0], recover_steps, seed=seed)
+    elif recover == "qat" and recover_steps > 0:
+        quantization = qat_recover(pruned, agent, ck, input_prescale, QatConfig(steps=recover_steps, seed=seed))
+        losses = [quantization["loss_first"], quantization["loss_last"]]
     elif recover == "finetune" and recover_steps > 0:
         losses = finetune(pruned, ck.replay, recover_steps, finetune_batch, seed)
     times["recover"] = time.perf_counter() - t
@@ -116,7 +124,11 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
         "recovery_loss": {"first": losses[0] if losses else None, "last": losses[-1] if losses else None},
         "time_s": {k: round(v, 3) for k, v in times.items()},
     }
-    extra = {k: v for k, v in ck.extra.items() if k != "pruning"}
+    if quantization is not None:
+        info["quantization"] = {k: v for k, v in quantization.items() if k != "ranges"}
+    extra = {k: v for k, v in ck.extra.items() if k not in ("pruning", "quantization")}
+    if quantization is not None:
+        extra["quantization"] = quantization
     if "importance" in extra and extra["importance"].get("metrics"):
         # accumulators describe the unpruned widths; keep the trace for plots, drop the rest
         extra["importance"] = {**extra["importance"], "groups": [], "metrics": {}}

@@ -1,4 +1,5 @@
-"""Recovery after pruning: policy distillation (default) or short TOLD fine-tuning."""
+"""Recovery after pruning: policy distillation (default), quantisation-aware distillation
+(``cpr_edge.quant.qat``) or short TOLD fine-tuning."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,8 @@ import torch.nn.functional as F
 from cpr_edge.agents.tdmpc import TDMPC
 from cpr_edge.importance.posthoc import replay_buffer
 
-RECOVERIES = ("distill", "finetune", "none")
+RECOVERIES = ("distill", "qat", "finetune", "none")
+"""``qat``: distillation through the int8 forward of the export (cpr_edge.quant.qat)."""
 
 
 def distill(student: TDMPC, teacher: TDMPC, obs: np.ndarray, steps: int = 300, batch_size: int = 256,

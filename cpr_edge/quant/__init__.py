@@ -1,0 +1,1 @@
+"""Quantisation as the exporter does it, in PyTorch: fake-quant forward, quantisation-aware recovery."""
