@@ -14,6 +14,7 @@ Run folder (``--out``)::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -31,6 +32,7 @@ STAGE_TITLES = {"prune": "prune", "recover": "recover", "export": "export int8",
 def register(sub) -> None:
     from cpr_edge.cli import add_checkpoint_args
     from cpr_edge.hil.commands import add_hil_args
+    from cpr_edge.precision import add_export_args
 
     p = sub.add_parser("prune-and-flash", help="the main job: prune, export, build, run on the board, check, report",
                        description="Prune a TD-MPC checkpoint, recover, export int8, verify with TFLM, generate "
@@ -44,6 +46,7 @@ def register(sub) -> None:
     p.add_argument("--recover-steps", type=int, default=300, help="distillation steps after pruning (default 300)")
     p.add_argument("--board", default="qemu-mps2-an386", help="board name (default qemu-mps2-an386)")
     add_hil_args(p)
+    add_export_args(p)
     p.add_argument("--out", default=None, help="run folder (default runs/TASK_PRESET-METRIC-RATIO-BOARD)")
     p.add_argument("--json", action="store_true", help="print the report's checks and figures as one JSON object")
     p.set_defaults(func=cmd_prune_and_flash)
@@ -85,19 +88,19 @@ class BuildTimer:
         return compile_at - t0, t1 - compile_at
 
 
-def export_and_build(ck, model_dir: Path, board, say, times: dict) -> tuple[dict, dict]:
-    """Stages 3-6 for one checkpoint: export (its TFLM verification timed as stage 4),
-    generate code and build. ``times`` receives the seconds per stage."""
+def export_and_build(ck, model_dir: Path, board, say, times: dict, export_kw: dict | None = None) -> tuple[dict, dict]:
+    """Stages 3-6 for one checkpoint: export with ``export_kw`` (its TFLM verification timed
+    as stage 4), generate code and build. ``times`` receives the seconds per stage."""
     from cpr_edge.build import build_firmware, default_out_dir
     from cpr_edge.export.pipeline import export_checkpoint
 
     t = time.perf_counter()
     say(f"[3/9] export int8: {model_dir}")
-    info = export_checkpoint(ck, model_dir, progress=lambda m: say(f"      {m}"))
+    info = export_checkpoint(ck, model_dir, progress=lambda m: say(f"      {m}"), **(export_kw or {}))
     verify = float(info.get("timings_s", {}).get("verify", 0.0))
     times["export"] = times.get("export", 0.0) + time.perf_counter() - t - verify
     times["verify"] = times.get("verify", 0.0) + verify
-    say(f"[4/9] verify with TFLM: {info['model_bytes']} B int8 model, ops {' '.join(dict.fromkeys(info['ops']))}, "
+    say(f"[4/9] verify with TFLM: {info['model_bytes']} B {info.get('activations', 'int8')}-activation model, ops {' '.join(dict.fromkeys(info['ops']))}, "
         f"arena {info['tflm']['arena_bytes']} B, action error vs float max {info['error']['max_abs']:.4f} "
         f"({verify:.1f} s, inside export)")
     timer = BuildTimer(say)
@@ -110,9 +113,13 @@ def export_and_build(ck, model_dir: Path, board, say, times: dict) -> tuple[dict
     return info, build
 
 
-def baseline_job(checkpoint: str, model_dir: str, board_name: str, metric: str, seed: int) -> dict:
+def baseline_job(checkpoint: str, model_dir: str, board_name: str, metric: str, seed: int,
+                 export_kw: dict | None = None, precisions: list[str] | None = None) -> dict:
     """Export and build the unpruned checkpoint (baseline b) in a worker process, in parallel
-    with pruning: it does not depend on it. Also the importance per component for the report."""
+    with pruning: it does not depend on it. Also the importance per component for the report.
+    ``precisions`` are tried in order (post-training, no recovery: it is the unpruned model);
+    the first whose firmware fits the board is kept."""
+    from cpr_edge.precision import STEPS, does_not_fit
     import torch
 
     from cpr_edge.agents.checkpoint import load_checkpoint
@@ -125,11 +132,17 @@ def baseline_job(checkpoint: str, model_dir: str, board_name: str, metric: str, 
     t = time.perf_counter()
     importance = mean_importance(ck, metric, seed)
     times["importance"] = time.perf_counter() - t
-    try:
-        info, build = export_and_build(ck, Path(model_dir), load_board(board_name), say, times)
-    except CprError as e:
-        return {"error": str(e), "times": times, "importance": importance}
-    return {"export": info, "build": build, "times": times, "importance": importance}
+    precisions = precisions or ["int8"]
+    for i, precision in enumerate(precisions):
+        kw = {**(export_kw or {}), "activations": STEPS[precision]}
+        try:
+            info, build = export_and_build(ck, Path(model_dir), load_board(board_name), say, times, kw)
+        except CprError as e:
+            if does_not_fit(e) and i + 1 < len(precisions):
+                say(f"{precision} does not fit: {e}; trying {precisions[i + 1]}")
+                continue
+            return {"error": str(e), "times": times, "importance": importance}
+        return {"export": info, "build": build, "times": times, "importance": importance, "precision": precision}
 
 
 def mean_importance(ck, metric: str, seed: int) -> dict[str, float]:
@@ -185,6 +198,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     from cpr_edge.hil.run import HilConfig, run_hil
     from cpr_edge.hil.session import is_emulated
     from cpr_edge.pruning import prune_checkpoint
+    from cpr_edge.precision import candidates, export_options
     from cpr_edge.pruning.prune import check_args
     from cpr_edge.report.write import markdown, write_report
 
@@ -195,6 +209,8 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     if args.episodes < 1:
         raise CprError("--episodes must be at least 1")
     check_args(args.metric, args.ratio, "component", "deployed", "distill", args.recover_steps)
+    opts = export_options(args)
+    precisions = candidates(args.precision)
     board = load_board(args.board)
     if not is_emulated(board) and not args.port:
         raise CprError(f"board {args.board} is a real board: give its serial port with --port")
@@ -208,7 +224,8 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     # leaving the with-block terminates the worker: an error here does not wait for it
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         say("      baseline (b): exporting and building the unpruned model in parallel")
-        baseline = pool.apply_async(baseline_job, (str(src), str(out / "baseline"), args.board, args.metric, args.seed))
+        baseline = pool.apply_async(baseline_job, (str(src), str(out / "baseline"), args.board, args.metric, args.seed,
+                                                   opts.kwargs("int8"), precisions))
         with clock.stage("prune", f"{args.metric} importance, remove {args.ratio:.0%} of the deployed parameters"):
             pruned, info = prune_checkpoint(ck, metric=args.metric, ratio=args.ratio,
                                             recover_steps=args.recover_steps, eval_episodes=args.episodes,
@@ -221,14 +238,12 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
 
         # identity: which checkpoint this one was pruned from (cpr-edge hil checks the baseline)
         pruned.extra["pruning"]["source_sha256"] = sha256_of(src)
-        save_checkpoint(pruned, out / "pruned.pt")
-        pruned = load_checkpoint(out / "pruned.pt")  # export records this path as the model's source
+        export_info, build, choice = deploy(ck, pruned, out, board, precisions, opts, args.qat_steps, args.seed,
+                                            say, clock)
+        info["precision"] = choice.chosen
+        if "quantization" in pruned.extra:
+            info["quantization"] = {k: v for k, v in pruned.extra["quantization"].items() if k != "ranges"}
         write_json_atomic(out / "prune.json", info)
-
-        times: dict[str, float] = {}
-        export_info, build = export_and_build(pruned, out / "model", board, say, times)
-        for k, v in times.items():
-            clock.add(k, v)
         t = time.perf_counter()
         base = baseline.get()
         clock.add("baseline_wait", time.perf_counter() - t)
@@ -256,6 +271,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     with clock.stage("report"):
         extra = {"job": {"checkpoint": str(src), "metric": args.metric, "ratio": args.ratio, "board": args.board,
                          "episodes": args.episodes, "out": str(out)},
+                 "precision": {**choice.to_dict(), "baseline": base.get("precision")},
                  "baseline_parallel": {"times": base.get("times"), "skipped": base.get("error")}}
         if "error" in base:
             result["returns"].pop("unpruned_int8_board", None)
@@ -267,6 +283,48 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     write_json_atomic(out / "report.json", report)
     write_text_atomic(out / "report.md", markdown(report))
     return report, out
+
+
+def deploy(ck, pruned, out: Path, board, precisions: list[str], opts, qat_steps: int, seed: int, say, clock):
+    """Stages 3-6 at the most faithful precision whose firmware fits ``board``: 16x8, else
+    int8, each after quantisation-aware recovery of the distilled checkpoint for that
+    precision (the unpruned agent the teacher; int8 weights only for 16x8). The deployed
+    checkpoint is ``pruned.pt`` (baseline c is its float policy)."""
+    from cpr_edge.agents.checkpoint import load_checkpoint, save_checkpoint
+    from cpr_edge.precision import STEPS, Choice, does_not_fit
+
+    choice = Choice(requested="auto" if len(precisions) > 1 else precisions[0])
+    for i, precision in enumerate(precisions):
+        deployed = copy.deepcopy(pruned) if i + 1 < len(precisions) else pruned
+        if qat_steps > 0:
+            from cpr_edge.quant.qat import QatConfig, qat_recover
+
+            t = time.perf_counter()
+            prescale = opts.prescale or "standardize"
+            what = "int8 weights" if precision == "16x8" else "int8 weights and activations"
+            say(f"[2/9] recover: quantisation-aware ({what}), {qat_steps} steps, input prescale {prescale}")
+            deployed.extra["quantization"] = qat_recover(
+                deployed.agent, ck.agent, deployed, prescale,
+                QatConfig(steps=qat_steps, seed=seed, activations=STEPS[precision]))
+            clock.add("recover", time.perf_counter() - t)
+        save_checkpoint(deployed, out / "pruned.pt")
+        deployed = load_checkpoint(out / "pruned.pt")  # export records this path as the model's source
+        times: dict[str, float] = {}
+        try:
+            info, build = export_and_build(deployed, out / "model", board, say, times, opts.kwargs(precision))
+        except CprError as e:
+            if not (does_not_fit(e) and i + 1 < len(precisions)):
+                raise
+            choice.tried.append({"precision": precision, "result": str(e)})
+            say(f"      {precision} does not fit {board.name}; next: {precisions[i + 1]}")
+            continue
+        finally:
+            for k, v in times.items():
+                clock.add(k, v)
+        choice.tried.append({"precision": precision, "result": "fits"})
+        choice.chosen = precision
+        return info, build, choice
+    raise CprError("no precision left to try")  # unreachable: the last failure re-raises
 
 
 def cmd_prune_and_flash(args: argparse.Namespace) -> int:
