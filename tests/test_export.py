@@ -50,6 +50,7 @@ def exported_per_tensor(tiny_checkpoint, tmp_path_factory):
     with contextlib.redirect_stdout(stdout):
         rc = main(["export", "--checkpoint", str(tiny_checkpoint), "--out", str(out),
                    "--granularity", "per-tensor", "--compare-granularity", "--input-prescale", "standardize",
+                   "--activations", "int8",
                    "--json"])
     assert rc == 0
     return out, json.loads(stdout.getvalue())
