@@ -30,7 +30,33 @@ def test_return_ratio_fails_when_a_mean_hides_a_collapsed_episode():
 def test_return_ratio_fails_below_threshold_and_passes_a_faithful_run():
     assert not checks.return_ratio_check([280.0, 280.0], [300.0, 300.0], 0.95)["passed"]
     assert not checks.return_ratio_check([300.0], [300.0, 300.0])["passed"]  # unpaired
-    assert checks.return_ratio_check([300.0, 290.0, 310.0], [300.0, 300.0, 300.0])["passed"]
+    # a faithful run: the bound clears the threshold once the pairs are tight enough
+    ok = checks.return_ratio_check([300.0, 298.0, 301.0, 299.0], [300.0, 300.0, 300.0, 300.0])
+    assert ok["passed"] and ok["verdict"] == "PASS" and ok["lower_95"] >= 0.95
+
+
+# -- statistics (issue 12 item 9): one-sided bounds, INCONCLUSIVE with the count to decide --
+
+def test_a_high_variance_task_at_three_episodes_is_inconclusive_not_passed():
+    """The cheetah-run case of issue 12: ratio 1.375 on 3 episodes whose float references sit
+    far from each other; the paired spread leaves the bound below the threshold."""
+    c = checks.return_ratio_check([250.0, 130.0, 252.7], [240.0, 60.0, 160.2], 0.95)
+    assert c["value"] > 0.95 and c["verdict"] == "INCONCLUSIVE" and not c["passed"]
+    assert c["lower_95"] < 0.95 < c["upper_95"] and c["episodes_needed"] > 3
+    assert "episodes would decide it" in c["note"]
+
+
+def test_one_episode_is_never_a_pass_and_a_clear_loss_is_a_fail():
+    one = checks.return_ratio_check([300.0], [300.0])
+    assert one["verdict"] == "INCONCLUSIVE" and not one["passed"] and one["lower_95"] is None
+    bad = checks.return_ratio_check([200.0, 210.0, 205.0], [300.0, 301.0, 299.0])
+    assert bad["verdict"] == "FAIL" and bad["upper_95"] < 0.95
+
+
+def test_default_episode_count_follows_the_task_spread():
+    from cpr_edge.hil.stats import default_episodes
+
+    assert 3 <= default_episodes("cartpole-swingup") < default_episodes("reacher-easy")
 
 
 # -- int8_fidelity (issue 9 item 6) ---------------------------------------------------------
@@ -41,7 +67,9 @@ def test_int8_fidelity_fails_when_quantisation_costs_return():
     assert bad["name"] == "int8_fidelity" and not bad["passed"] and bad["value"] < 0.98
     assert bad["action_error"]["max_lsb"] == 74.0 and bad["threshold"] == 0.98
     assert not checks.int8_fidelity_check([860.0, 0.0, 860.0], [862.0, 862.0, 862.0], 0.5)["passed"]
-    assert checks.int8_fidelity_check([860.0, 858.0], [862.7, 862.7], 0.98, err)["passed"]
+    good = checks.int8_fidelity_check([860.0, 858.0, 861.0], [862.7, 862.7, 862.7], 0.98, err)
+    assert good["passed"] and good["verdict"] == "PASS"  # same statistics as return_ratio
+    assert checks.int8_fidelity_check([860.0], [862.7], 0.98, err)["verdict"] == "INCONCLUSIVE"
 
 
 # -- latency (item 8): counts named by their unit, seconds from instructions an estimate -----
@@ -130,8 +158,9 @@ def test_reference_comes_from_the_export_and_hello_is_checked(hil_model_dir):
     ref = Int8Reference(hil_model_dir)
     info = json.loads((hil_model_dir / "export.json").read_text())
     assert ref.input_q.scale == pytest.approx(info["input"]["scale"], rel=1e-7)
-    good = Hello(1, "instructions", 5, 1, 25_000_000, ref.input_q.scale, ref.input_q.zero_point,
-                 ref.output_q.scale, ref.output_q.zero_point, info["sha256"], BOARD, "cpr-edge x src y")
+    good = Hello(2, "instructions", 5, 1, 25_000_000, ref.input_q.scale, ref.input_q.zero_point,
+                 ref.output_q.scale, ref.output_q.zero_point, info["sha256"], 1, 7, 0, 10, BOARD,
+                 "cpr-edge x src y")
     ref.check_hello(good)
     for field, value in (("input_scale", ref.input_q.scale * 1.001), ("input_zero_point", ref.input_q.zero_point + 1),
                          ("output_scale", ref.output_q.scale * 2), ("output_zero_point", 5)):

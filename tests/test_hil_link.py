@@ -13,12 +13,15 @@ import time
 import numpy as np
 import pytest
 
-from cpr_edge.hil.link import (BENCH, ERROR, HELLO, INFER, STATS, FrameParser, Link, LinkError, crc16,
-                               dequantize_output, encode_frame, parse_hello, quantize_input)
+from cpr_edge.hil.link import (BENCH, ERROR, HELLO, INFER, INFER_Q, STATS, BoardReset, FrameParser, Link,
+                               LinkError, LinkLost, crc16, dequantize_output, encode_frame, parse_hello,
+                               quantize_input)
+from cpr_edge.hil.retry import BudgetExhausted, ErrorBudget
 
 
-def hello_payload(n_in=5, n_out=1, sha=b"\x11" * 32, board=b"test-board", fw=b"fw-1"):
-    return (struct.pack("<BBHHIfifi", 1, 1, n_in, n_out, 25_000_000, 0.05, 3, 1 / 127, 0) + sha
+def hello_payload(n_in=5, n_out=1, sha=b"\x11" * 32, board=b"test-board", fw=b"fw-1", boot=7, prev=0):
+    return (struct.pack("<BBHHIfifi", 2, 1, n_in, n_out, 25_000_000, 0.05, 3, 1 / 127, 0) + sha
+            + struct.pack("<BIII", 1, boot, prev, 1234)
             + bytes([len(board)]) + board + bytes([len(fw)]) + fw)
 
 
@@ -27,6 +30,8 @@ class Peer:
 
     def __init__(self, script=None):
         self.script = script or {}
+        self.boot_id = 0
+        self.computed = 0
         self.srv = socket.socket()
         self.srv.bind(("127.0.0.1", 0))
         self.srv.listen(1)
@@ -37,12 +42,14 @@ class Peer:
 
     def reply(self, f):
         if f.type == HELLO:
-            return encode_frame(0x81, f.seq, hello_payload())
-        if f.type == INFER:
-            obs = np.frombuffer(f.payload, "<f4")
-            return encode_frame(0x82, f.seq, struct.pack("<fI", float(obs.sum()), 1234))
+            prev, self.boot_id = self.boot_id, struct.unpack("<I", f.payload)[0]
+            return encode_frame(0x81, f.seq, hello_payload(boot=self.boot_id, prev=prev))
+        if f.type in (INFER, INFER_Q):
+            obs = np.frombuffer(f.payload, "<f4" if f.type == INFER else "i1")
+            self.computed += 1
+            return encode_frame(f.type | 0x80, f.seq, struct.pack("<fII", float(obs.sum()), 1234, self.boot_id))
         if f.type == STATS:
-            return encode_frame(0x84, f.seq, struct.pack("<8I", *range(8)))
+            return encode_frame(0x84, f.seq, struct.pack("<11I", *range(9), self.boot_id, 5))
         if f.type == BENCH:
             return encode_frame(0x83, f.seq, struct.pack("<IIIQ", 10, 5, 9, 70))
         return encode_frame(ERROR, f.seq, bytes([3, f.type]))
@@ -76,7 +83,10 @@ class Peer:
                     elif action == "bad_value":
                         conn.sendall(encode_frame(ERROR, f.seq, bytes([4, f.type])))
                     elif action == "nan":
-                        conn.sendall(encode_frame(0x82, f.seq, struct.pack("<fI", float("nan"), 1)))
+                        conn.sendall(encode_frame(0x82, f.seq, struct.pack("<fII", float("nan"), 1, self.boot_id)))
+                    elif action == "reboot":  # the board restarted: its boot id is 0 again
+                        self.boot_id = 0
+                        conn.sendall(self.reply(f))
                     elif action == "close":
                         return
                     # "silent": no answer
@@ -144,9 +154,9 @@ def test_link_request_reply_and_retries_through_misbehaviour():
     assert link.stats()["infers"] == 7  # after one silent attempt
     c = link.counters
     assert c.retries == 4 and c.timeouts == 4 and c.discarded_replies == 2
-    # every retry carried a fresh sequence number
+    # a resend repeats the request's sequence number (the board may replay its reply)
     seqs = [f.seq for f in peer.requests]
-    assert len(set(seqs)) == len(seqs)
+    assert seqs[1:10] == [2, 3, 3, 4, 4, 5, 5, 6, 6]
     assert link.bench(10)["max"] == 9
     link.close()
 
@@ -162,7 +172,7 @@ def test_link_gives_up_within_bound():
     while len(peer.requests) < 4 and time.monotonic() < deadline:
         time.sleep(0.01)
     infers = [f for f in peer.requests if f.type == 0x02]
-    assert len(infers) == 3 and len({f.payload for f in infers}) == 1 and len({f.seq for f in infers}) == 3
+    assert len(infers) == 3 and len({f.payload for f in infers}) == 1 and len({f.seq for f in infers}) == 1
     assert link.counters.timeouts >= 3
     link.close()
 
@@ -185,7 +195,7 @@ def test_infer_needs_hello_and_lost_peer_is_reported():
     with pytest.raises(LinkError, match="before HELLO"):
         link.infer(np.zeros(5, np.float32))
     link.hello()
-    with pytest.raises(LinkError, match="link lost"):
+    with pytest.raises(LinkLost, match="link lost"):
         link.infer(np.zeros(5, np.float32))
     link.close()
     peer.srv.close()
@@ -199,3 +209,54 @@ def test_quantisation_matches_protocol():
     # 0.5 -> 1 and -0.5 -> -1 (half away from zero), 1.5 -> 2, saturation at the int8 range
     assert q.tolist() == [4, 2, 5, 127, -128, 3]
     assert dequantize_output(np.array([-128, 0, 127], np.int8), 0.5, -1).tolist() == [-63.5, 0.5, 64.0]
+
+
+def test_reboot_is_detected_on_the_reply_and_hello_renames_the_boot():
+    peer = Peer({2: "reboot"})
+    link = open_link(peer)
+    first = link.boot_id
+    assert first != 0 and link.hello_info.boot_id == first
+    link.infer(np.zeros(5, np.float32))
+    with pytest.raises(BoardReset, match="rebooted"):
+        link.infer(np.zeros(5, np.float32))  # the reply carries boot id 0
+    h = link.hello()
+    assert h.previous_boot_id == 0 and h.boot_id == link.boot_id != first
+    assert link.counters.resets_detected == 2  # on the reply, and HELLO saw boot id 0 again
+    assert link.stats()["boot_id"] == link.boot_id
+    link.close()
+
+
+def test_integer_frames_carry_one_byte_per_element():
+    peer = Peer()
+    link = open_link(peer)
+    q = np.array([1, -2, 3, 127, -128], np.int8)
+    a, _ = link.infer_finish(link.infer_q_start(q))
+    assert a.tolist() == [float(q.astype(int).sum())]
+    assert peer.requests[-1].type == INFER_Q and len(peer.requests[-1].payload) == 5
+    with pytest.raises(LinkError, match="int8"):
+        link.infer_q_start(q.astype(np.int16))
+    link.close()
+
+
+def test_a_burst_is_ridden_out_and_the_budget_bounds_an_episode():
+    # 12 requests in a row unanswered: beyond any fixed small retry count, within the backoff
+    peer = Peer({i: "silent" for i in range(1, 13)})
+    link = Link.open(f"socket://127.0.0.1:{peer.port}", timeout=0.02)
+    link.hello()
+    a, _ = link.infer(np.ones(5, np.float32))
+    assert a.tolist() == [5.0] and link.counters.max_consecutive_failures == 12
+    assert peer.computed >= 1
+    peer2 = Peer({i: "silent" for i in range(1, 40)})
+    link2 = Link.open(f"socket://127.0.0.1:{peer2.port}", timeout=0.02)
+    link2.hello()
+    link2.budget = ErrorBudget(5)
+    with pytest.raises(BudgetExhausted, match="error budget of 5"):
+        link2.infer(np.ones(5, np.float32))
+    link.close(), link2.close()
+
+
+def test_loop_url_opens():
+    link = Link.open("loop://")
+    link.port.write(encode_frame(0x81, 1, b""))  # a loopback returns what is sent
+    assert link.port.read(7)[:2] == bytes([0xA5, 0x81])
+    link.close()

@@ -50,15 +50,31 @@ def _gone(pid, within=3.0):
 
 def test_hil_command_full_run(hil_model_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["hil", "--board", BOARD, "--model", str(hil_model_dir), "--episodes", "1",
+    (out / "model").mkdir(parents=True)  # an earlier run's leftovers must be gone afterwards
+    (out / "report.md").write_text("PASSED (an earlier run)")
+    (out / "qemu-old.log").write_text("old")
+    rc = main(["hil", "--board", BOARD, "--model", str(hil_model_dir), "--episodes", "3",
                "--out", str(out), "--json"])
     summary = json.loads(capsys.readouterr().out)
     report = json.loads((out / "report.json").read_text())
     names = {c["name"]: c for c in report["checks"]}
-    # deterministic run (fixed seeds, bit-exact board): every check passes, exit status 0
-    assert rc == 0 and report["passed"] and summary["passed"], [c for c in report["checks"] if not c["passed"]]
+    # deterministic run (fixed seeds, bit-exact board): every check but the two return statistics
+    # passes; those compare an untrained tiny model on 3 paired episodes, so they may honestly be
+    # INCONCLUSIVE (then with the episode count that would decide), never FAIL
+    stat = {"return_ratio", "int8_fidelity"}
+    assert all(c["passed"] for c in report["checks"] if c["name"] not in stat), report["checks"]
+    for c in report["checks"]:
+        if c["name"] in stat:
+            assert c["verdict"] in ("PASS", "INCONCLUSIVE"), c
+            assert c["verdict"] == "PASS" or (c["episodes_needed"] and c["episodes_needed"] > 3)
+    assert rc == (0 if report["passed"] else 1) and summary["passed"] == report["passed"]
     assert {"return_ratio", "int8_fidelity", "latency_p99", "memory_fits", "board_episodes_completed"} <= set(names)
-    assert report["seeds"] == [100_000] and report["seeds_used"]["check"] == [100_000]
+    assert report["seeds"] == [100_000, 100_001, 100_002] and report["seeds_used"]["check"] == report["seeds"]
+    assert not (out / "qemu-old.log").exists() and "an earlier run" not in (out / "report.md").read_text()
+    assert report["acceptance"]["exact"] and report["acceptance"]["max_lsb"] == 0
+    assert report["stopped"] is None and report["boards"]["pruned_board"]["frames"].startswith("INFER_Q")
+    link = report["boards"]["pruned_board"]["link"]
+    assert link["resets_detected"] == 0 and link["requests"] >= 375 and "rtt_ms" in link
     ident = report["identity"]["model"]
     assert ident["tflite_sha256"] == _sha(hil_model_dir)
     assert ident["elf_sha256"] == hashlib.sha256(_elf(hil_model_dir).read_bytes()).hexdigest()
@@ -80,6 +96,7 @@ def test_hil_command_full_run(hil_model_dir, tmp_path, capsys):
     seed = report["seeds"][0]
     obs, act, counts = (ep[f"pruned_board/{seed}/{k}"] for k in ("obs", "action", "invoke_count"))
     assert obs.shape == (125, 5) and act.shape == (125, 1) and counts.shape == (125,)
+    assert all(e["resets"] == [] and not e["resumed"] for e in report["episodes"]["pruned_board"])
     # counts are instructions, not SysTick ticks (40 instructions each at 25 MHz): at least one
     # instruction per two MACs (SMLAD), and a whole number of ticks
     macs = int(next(ln.split()[2] for ln in (_elf(hil_model_dir).parent / "model" / "model.h").read_text().splitlines()
@@ -89,7 +106,7 @@ def test_hil_command_full_run(hil_model_dir, tmp_path, capsys):
     hello = Hello(**report["boards"]["pruned_board"]["hello"])
     ref = Int8Reference(hil_model_dir)
     want = np.stack([ref(o) for o in obs])
-    assert np.max(np.abs(want - act)) <= hello.output_scale * 1.000001
+    assert np.array_equal(want, act) and hello.protocol == 2  # exact: firmware built by this tool
     # the same seed on the host gives the same first observation (same episode start)
     assert np.array_equal(ep[f"unpruned_float_host/{seed}/obs"][0], obs[0])
     for png in report["plots"]:

@@ -24,28 +24,46 @@ def paired_ratio_check(name: str, subject: list[float], reference: list[float], 
                        **extra) -> dict:
     """Returns of ``subject`` against ``reference`` on the same seeds (paired, in seed order).
 
-    Passes when the ratio of mean returns reaches ``min_ratio`` **and** no seed's return is
-    below ``collapse_floor`` times its reference's. A reference whose mean return is not
-    positive proves nothing (e.g. all-zero returns): the ratio is undefined and the check fails.
-    (One-sided bounds and INCONCLUSIVE are issue 12's statistics.)"""
+    ``verdict`` (cpr_edge.hil.stats): PASS when the one-sided 95 % lower bound of the ratio of
+    mean returns reaches ``min_ratio`` and no seed's return is below ``collapse_floor`` times its
+    reference's; FAIL when the upper bound is below ``min_ratio`` or an episode collapsed;
+    INCONCLUSIVE otherwise (too few episodes for the variance seen), with ``episodes_needed``.
+    Only PASS passes. A reference whose mean return is not positive proves nothing (e.g.
+    all-zero returns): the ratio is undefined and the check fails."""
+    from cpr_edge.hil import stats
+
     p, u = np.asarray(subject, np.float64), np.asarray(reference, np.float64)
     if p.size == 0 or p.size != u.size:
         return make_check(name, False, None, min_ratio, "", f"{p.size} {subject_name} returns against "
-                          f"{u.size} {reference_name} returns: nothing to pair", per_seed_ratio=[])
+                          f"{u.size} {reference_name} returns: nothing to pair", per_seed_ratio=[],
+                          verdict="FAIL", **extra)
     pm, um = float(p.mean()), float(u.mean())
     per_seed = [round(float(a / b), 4) if b > 0 else None for a, b in zip(p, u)]
     if um <= 0:
         return make_check(name, False, None, min_ratio, "",
                           f"{reference_name} mean return {um:.1f} is not positive: the ratio is undefined "
-                          f"and proves nothing", per_seed_ratio=per_seed, **extra)
-    ratio = pm / um
+                          f"and proves nothing", per_seed_ratio=per_seed, verdict="FAIL", **extra)
+    b = stats.ratio_bounds(p, u)
+    verdict, need = stats.verdict(b, min_ratio)
     collapsed = [i for i, r in enumerate(per_seed) if r is not None and r < collapse_floor]
-    note = f"{subject_name} {pm:.1f} / {reference_name} {um:.1f}"
+    if collapsed:
+        verdict = "FAIL"
+    note = f"{verdict}: {subject_name} {pm:.1f} / {reference_name} {um:.1f} = {b['ratio']:.4f}"
+    if b["lower"] is not None:
+        note += f", one-sided 95 % bounds [{b['lower']:.4f}, {b['upper']:.4f}] over {b['n']} paired episodes"
+    else:
+        note += f", {b['n']} paired episode: no variance to bound the ratio with"
+    if verdict == "INCONCLUSIVE":
+        note += (f"; about {need} episodes would decide it" if need else
+                 "; no affordable episode count decides it (ratio at the threshold)")
     if collapsed:
         note += (f"; episode(s) {', '.join(str(i) for i in collapsed)} below {collapse_floor:g} of their "
                  f"paired reference (per-seed ratios {per_seed})")
-    return make_check(name, ratio >= min_ratio and not collapsed, round(ratio, 4), min_ratio, "", note,
-                      per_seed_ratio=per_seed, collapse_floor=collapse_floor, **extra)
+    r3 = lambda v: None if v is None else round(float(v), 4)
+    return make_check(name, verdict == "PASS", round(b["ratio"], 4), min_ratio, "", note,
+                      per_seed_ratio=per_seed, collapse_floor=collapse_floor, verdict=verdict,
+                      lower_95=r3(b["lower"]), upper_95=r3(b["upper"]), episodes=b["n"],
+                      episodes_needed=need if verdict == "INCONCLUSIVE" else None, **extra)
 
 
 def return_ratio_check(pruned_board: list[float], unpruned_float: list[float],
@@ -159,9 +177,14 @@ def memory_figures(memory: dict) -> tuple[int, int, int, int]:
     return total(flash), flash_cap, total(ram), ram_cap
 
 
-def completion_check(episodes) -> dict:
-    """Every board episode ran to the end with verified actions."""
+def completion_check(episodes, expected: int | None = None) -> dict:
+    """Every board episode (``expected`` of them) ran to the end with verified actions; an
+    episode resumed after a detected board reset counts as completed, and says so."""
+    expected = len(episodes) if expected is None else expected
     done = sum(e.failed is None for e in episodes)
     reasons = "; ".join(f"seed {e.seed}: {e.failed}" for e in episodes if e.failed)[:400]
-    return make_check("board_episodes_completed", done == len(episodes) and len(episodes) > 0,
-                      done, len(episodes), "episodes", reasons)
+    resumed = [e.seed for e in episodes if getattr(e, "resets", None)]
+    if resumed:
+        reasons = (reasons + "; " if reasons else "") + f"resumed after a board reset: seeds {resumed}"
+    return make_check("board_episodes_completed", done == expected and expected > 0,
+                      done, expected, "episodes", reasons, resumed=resumed)

@@ -32,8 +32,9 @@ def add_hil_args(p: argparse.ArgumentParser) -> None:
     """Options shared by ``hil`` and ``prune-and-flash``."""
     p.add_argument("--port", default=None,
                    help="serial port of a real board (/dev/ttyACM0); for QEMU the TCP port of its serial (default: free)")
-    p.add_argument("--episodes", type=int, default=3,
-                   help="episodes per controller, same seeds for all (default 3)")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="episodes per controller, same seeds for all (default: chosen from the task's "
+                        "return spread, cpr_edge.hil.stats.default_episodes)")
     p.add_argument("--budget", default=None,
                    help="latency budget for the p99 invoke time, e.g. 20ms (default: the task's control period)")
     p.add_argument("--min-return-ratio", type=float, default=0.95,
@@ -116,6 +117,10 @@ def cmd_hil(args: argparse.Namespace) -> int:
     from cpr_edge.agents.checkpoint import load_checkpoint
 
     extra = load_checkpoint(checkpoint).extra
+    from cpr_edge.hil.session import is_emulated, parse_port
+    from cpr_edge.hil.stats import default_episodes
+
+    parse_port(args.port, is_emulated(board))  # a bad --port is refused before anything boots
     base_dir = Path(args.baseline) if args.baseline else model_dir.parent / "baseline"
     base_elf = base_ck = base_mem = None
     if (base_dir / "export.json").is_file():
@@ -137,15 +142,30 @@ def cmd_hil(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else model_dir.parent / f"hil-{args.board}"
     cfg = HilConfig(board=board, model_dir=model_dir, firmware=elf, checkpoint=checkpoint,
                     baseline_checkpoint=base_ck, baseline_model_dir=base_dir, baseline_firmware=base_elf,
-                    baseline_memory=base_mem, memory=memory, port=args.port, episodes=args.episodes,
+                    baseline_memory=base_mem, memory=memory, port=args.port,
+                    episodes=args.episodes or default_episodes(load_checkpoint(checkpoint).task, args.min_return_ratio),
                     seed=args.seed, budget_s=budget, min_return_ratio=args.min_return_ratio,
                     min_fidelity_ratio=args.min_fidelity_ratio, selection_seeds=selection_seeds(extra),
                     log_dir=out)
-    out.mkdir(parents=True, exist_ok=True)
-    result, episodes = run_hil(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True))
-    report = write_report(out, result, episodes)
+    from cpr_edge.runfolder import RunFolder
+
+    with RunFolder(out, "hil"):
+        result, episodes = run_hil(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True))
+        report = write_report(out, result, episodes)
     emit(args, summary_json(report, out), summary_text(report, out))
-    return 0 if report["passed"] else 1
+    return exit_status(report)
+
+
+EXIT_PASSED, EXIT_FAILED, EXIT_LINK, EXIT_INTERRUPTED = 0, 1, 3, 130
+"""Exit status of a run that wrote its report: every check passed; a check failed (or was
+inconclusive); the link failed for good; interrupted (Ctrl-C). 2 stays a one-line refusal."""
+
+
+def exit_status(report: dict) -> int:
+    stopped = report.get("stopped")
+    if stopped:
+        return EXIT_INTERRUPTED if stopped["kind"] == "interrupted" else EXIT_LINK
+    return EXIT_PASSED if report["passed"] else EXIT_FAILED
 
 
 def summary_json(report: dict, out: Path) -> dict:
@@ -158,6 +178,8 @@ def summary_json(report: dict, out: Path) -> dict:
 
 def summary_text(report: dict, out: Path) -> str:
     lines = [f"{'PASSED' if report['passed'] else 'FAILED'}: {report['task']} on {report['board']['name']}"]
+    if report.get("stopped"):
+        lines.append(f"  run stopped ({report['stopped']['kind']}): {report['stopped']['reason']}")
     for c in report["checks"]:
         lines.append(f"  {'pass' if c['passed'] else 'FAIL'}  {c['name']:34s} {c.get('note', '')}")
     lines.append(f"report: {out / 'report.md'}")

@@ -1,14 +1,18 @@
 """Host side of the HIL serial protocol (docs/protocol.md): framing, CRC, sequence numbers,
-bounded timeouts and retries, resynchronisation after garbage.
+retries that ride out bursts, reconnection, reboot detection.
 
 The link talks to anything pyserial opens: ``/dev/ttyACM0`` for a real board,
-``socket://127.0.0.1:PORT`` for QEMU. A reply is accepted only if its CRC holds, its type is
-the request's type | 0x80, its ``seq`` is the request's and its payload has exactly the size
-the type requires; everything else is discarded. Nothing unverified ever leaves ``Link``:
-a request that gets no acceptable reply within its retries raises ``LinkError``.
+``socket://127.0.0.1:PORT`` for QEMU, ``rfc2217://``, ``loop://``. A reply is accepted only if
+its CRC holds, its type is the request's type | 0x80, its ``seq`` is the request's and its
+payload has exactly the size the type requires; everything else is discarded. A lost reply
+is asked for again with the **same** ``seq`` (the board replays an INFER reply, it does not
+compute twice). Every INFER and STATS reply carries the boot id the host gave in HELLO: a
+board that rebooted answers 0 and ``BoardReset`` is raised, never a silent answer. Nothing
+unverified ever leaves ``Link``.
 """
 from __future__ import annotations
 
+import random
 import struct
 import time
 from dataclasses import dataclass, field
@@ -16,14 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cpr_edge.errors import CprError
+from cpr_edge.hil.retry import BudgetExhausted, ErrorBudget, RetryPolicy, RttEstimator
 
-SYNC = 0xA5
-MAX_PAYLOAD = 512
-HEADER = 5
-FRAME_STALL_S = 0.050
-"""A frame whose bytes stop arriving for longer than this is abandoned (protocol rule)."""
+from cpr_edge.hil.frames import (FRAME_STALL_S, HEADER, MAX_PAYLOAD, SYNC, Frame,  # noqa: F401
+                                  FrameParser, ParserCounters, crc16, encode_frame)
 
-HELLO, INFER, BENCH, STATS, RESET, ERROR = 0x01, 0x02, 0x03, 0x04, 0x05, 0x7F
+PROTOCOL_VERSION = 2
+HELLO, INFER, BENCH, STATS, RESET, INFER_Q, ERROR = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x7F
 REPLY = 0x80
 ERROR_NAMES = {1: "BAD_CRC", 2: "BAD_LENGTH", 3: "UNKNOWN_TYPE", 4: "BAD_VALUE"}
 COUNTER_UNITS = {0: "cycles", 1: "instructions"}
@@ -33,118 +36,17 @@ class LinkError(CprError):
     """The board did not give a verifiable answer (after the bounded retries)."""
 
 
-def _crc_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return table
+class BoardReset(LinkError):
+    """A reply carried another boot id than the one this host gave in HELLO: the board
+    rebooted (reset, power loss, a restarted emulator) since."""
+
+    def __init__(self, what: str, expected: int, got: int):
+        super().__init__(f"{what}: board rebooted (boot id {got:#010x}, expected {expected:#010x})")
+        self.expected, self.got = expected, got
 
 
-_CRC_TABLE = _crc_table()
-
-
-def crc16(data: bytes, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final XOR."""
-    for b in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[((crc >> 8) ^ b) & 0xFF]
-    return crc
-
-
-def encode_frame(ftype: int, seq: int, payload: bytes = b"") -> bytes:
-    if len(payload) > MAX_PAYLOAD:
-        raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
-    head = struct.pack("<BBBH", SYNC, ftype, seq & 0xFF, len(payload)) + payload
-    return head + struct.pack("<H", crc16(head))
-
-
-@dataclass
-class Frame:
-    type: int
-    seq: int
-    payload: bytes
-
-
-@dataclass
-class ParserCounters:
-    frames: int = 0
-    crc_errors: int = 0
-    bad_length: int = 0
-    stalls: int = 0
-    discarded_bytes: int = 0
-
-
-class FrameParser:
-    """Incremental receiver following the protocol's receiver rules.
-
-    ``feed(data, now)`` returns the complete frames whose CRC holds. Bytes before a sync are
-    discarded; an oversized ``len`` or a bad CRC drops the candidate and resumes the search at
-    the byte after its sync; a candidate whose bytes stall for more than 50 ms is abandoned.
-    """
-
-    def __init__(self):
-        self.buf = bytearray()
-        self.last_byte_at = 0.0
-        self.counters = ParserCounters()
-
-    def reset(self) -> None:
-        self.counters.discarded_bytes += len(self.buf)
-        self.buf.clear()
-
-    def need(self) -> int:
-        """Bytes still missing to complete the candidate frame (at least 1)."""
-        if len(self.buf) < HEADER:
-            return max(1, HEADER - len(self.buf)) if self.buf else 1
-        n = struct.unpack_from("<H", self.buf, 3)[0]
-        return max(1, HEADER + n + 2 - len(self.buf))
-
-    def _drop_sync(self) -> None:
-        del self.buf[0]
-        self._to_sync()
-
-    def _to_sync(self) -> None:
-        i = self.buf.find(SYNC)
-        cut = len(self.buf) if i < 0 else i
-        if cut:
-            self.counters.discarded_bytes += cut
-            del self.buf[:cut]
-
-    def expire(self, now: float) -> None:
-        """Abandon a partial frame whose bytes stopped arriving (receiver rule: 50 ms)."""
-        if self.buf and now - self.last_byte_at > FRAME_STALL_S:
-            self.counters.stalls += 1
-            self._drop_sync()
-
-    def feed(self, data: bytes, now: float | None = None) -> list[Frame]:
-        now = time.monotonic() if now is None else now
-        if data:
-            self.expire(now)
-            self.buf += data
-            self.last_byte_at = now
-        frames = []
-        while True:
-            self._to_sync()
-            if len(self.buf) < HEADER:
-                break
-            n = struct.unpack_from("<H", self.buf, 3)[0]
-            if n > MAX_PAYLOAD:
-                self.counters.bad_length += 1
-                self._drop_sync()
-                continue
-            total = HEADER + n + 2
-            if len(self.buf) < total:
-                break
-            body = bytes(self.buf[:HEADER + n])
-            if crc16(body) != struct.unpack_from("<H", self.buf, HEADER + n)[0]:
-                self.counters.crc_errors += 1
-                self._drop_sync()
-                continue
-            frames.append(Frame(body[1], body[2], body[HEADER:]))
-            self.counters.frames += 1
-            del self.buf[:total]
-        return frames
+class LinkLost(LinkError):
+    """The port itself failed (connection closed, device gone) and could not be reopened."""
 
 
 @dataclass
@@ -159,6 +61,13 @@ class Hello:
     output_scale: float
     output_zero_point: int
     model_sha256: str
+    input_elem_bytes: int
+    """Bytes per element of an INFER_Q observation: 1 (int8 model input) or 2 (int16)."""
+    boot_id: int
+    """The id this HELLO gave the board (echoed)."""
+    previous_boot_id: int
+    """The board's id before this HELLO: 0 after a boot, else the id of an earlier HELLO."""
+    uptime_ms: int
     board_id: str
     fw_version: str
 
@@ -166,14 +75,15 @@ class Hello:
         return dict(self.__dict__)
 
 
-_HELLO_FIXED = struct.Struct("<BBHHIfifi32s")
+_HELLO_FIXED = struct.Struct("<BBHHIfifi32sBIII")
 
 
 def parse_hello(p: bytes) -> Hello | None:
     """The HELLO reply, or None if its length is not self-consistent."""
     if len(p) < _HELLO_FIXED.size + 2:
         return None
-    proto, unit, n_in, n_out, clock, in_s, in_zp, out_s, out_zp, sha = _HELLO_FIXED.unpack_from(p)
+    (proto, unit, n_in, n_out, clock, in_s, in_zp, out_s, out_zp, sha, elem, boot, prev,
+     up) = _HELLO_FIXED.unpack_from(p)
     i = _HELLO_FIXED.size
     bl = p[i]
     if len(p) < i + 1 + bl + 1:
@@ -185,11 +95,12 @@ def parse_hello(p: bytes) -> Hello | None:
         return None
     fw = p[j + 1:j + 1 + fl]
     return Hello(proto, COUNTER_UNITS[unit], n_in, n_out, clock, in_s, in_zp, out_s, out_zp,
-                 sha.hex(), board.decode("ascii", "replace"), fw.decode("ascii", "replace"))
+                 sha.hex(), elem, boot, prev, up, board.decode("ascii", "replace"),
+                 fw.decode("ascii", "replace"))
 
 
 STATS_FIELDS = ("stack_size", "stack_used", "frames_ok", "crc_errors", "framing_errors",
-                "timeouts", "overflows", "infers")
+                "timeouts", "overflows", "infers", "replays", "boot_id", "uptime_ms")
 
 
 @dataclass
@@ -200,52 +111,76 @@ class Pending:
     payload: bytes
     reply_ok: object
     what: str
-    timeout: float
-    retries: int
+    attempts: int
+    budget: ErrorBudget | None = None
+    boot_at: int | None = None
+    """Byte offset of the boot id in the reply, checked against the link's; None: no boot id."""
     seq: int = -1
+    sent_at: float = 0.0
     deadline: float = 0.0
+    failures: int = 0
     reasons: list = field(default_factory=list)
 
 
 @dataclass
 class LinkCounters:
     requests: int = 0
+    attempts: int = 0
     retries: int = 0
     timeouts: int = 0
     discarded_replies: int = 0
     board_errors: int = 0
+    reconnects: int = 0
+    resets_detected: int = 0
+    max_consecutive_failures: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    rtt_ms: float = 0.0
 
 
-@dataclass
 class Link:
     """Request/reply over a pyserial port.
 
-    ``timeout`` bounds the wait for one reply; a request is sent at most ``1 + retries``
-    times, each with a fresh ``seq`` (so a late reply to an earlier attempt is discarded).
+    One request in flight at a time. ``timeout`` is the first attempt's wait before the round
+    trip has been measured; ``retries`` bounds the consecutive resends of one request (then
+    ``LinkError``), ``budget`` (``ErrorBudget``) the failed attempts of an episode.
     """
 
-    port: object
-    timeout: float = 0.5
-    retries: int = 4
-    hello_info: Hello | None = None
-    seq: int = 0
-    parser: FrameParser = field(default_factory=FrameParser)
-    counters: LinkCounters = field(default_factory=LinkCounters)
+    def __init__(self, port, timeout: float = 0.5, retries: int | None = None, url: str | None = None,
+                 baud: int = 115200, policy: RetryPolicy | None = None):
+        self.port, self.url, self.baud = port, url, baud
+        self.timeout = timeout
+        self.policy = policy or RetryPolicy()
+        if retries is not None:
+            self.policy.attempts = retries + 1
+        self.hello_info: Hello | None = None
+        self.seq = 0
+        self.boot_id = 0
+        self.parser = FrameParser()
+        self.counters = LinkCounters()
+        self.rtt = RttEstimator()
+        self.budget: ErrorBudget | None = None
+        self._boot_ids = random.Random()
 
-    @classmethod
-    def open(cls, url: str, baud: int = 115200, **kw) -> "Link":
+    @staticmethod
+    def _open_port(url: str, baud: int):
         import serial
 
         try:
             port = serial.serial_for_url(url, baudrate=baud, timeout=0.05)
         except (serial.SerialException, OSError, ValueError) as e:
-            raise LinkError(f"cannot open {url}: {e}")
+            raise LinkError(f"cannot open {url}: {' '.join(str(e).split())}")
         sock = getattr(port, "_socket", None)
         if sock is not None:  # small request/reply frames: no Nagle delay
             import socket
 
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(port, **kw)
+        return port
+
+    @classmethod
+    def open(cls, url: str, baud: int = 115200, **kw) -> "Link":
+        """``url``: a device path or a pyserial URL (``socket://``, ``rfc2217://``, ``loop://``)."""
+        return cls(cls._open_port(url, baud), url=url, baud=baud, **kw)
 
     def close(self) -> None:
         try:
@@ -253,106 +188,201 @@ class Link:
         except Exception:
             pass
 
+    def reconnect(self) -> bool:
+        """Reopen the port after it failed; False if it cannot be reopened now."""
+        if self.url is None:
+            return False
+        self.close()
+        try:
+            self.port = self._open_port(self.url, self.baud)
+        except LinkError:
+            return False
+        self.counters.reconnects += 1
+        self.parser.reset()
+        return True
+
     # --- one verified request/reply --------------------------------------------
     def _read(self, deadline: float) -> list[Frame]:
-        import serial
-
         now = time.monotonic()
         self.parser.expire(now)
         # poll in slices of at most 50 ms (the frame stall limit); a real serial port
         # reconfigures the tty on every timeout change, so change it only when needed
-        wait = round(max(0.0, min(deadline - now, FRAME_STALL_S)), 3)
+        wait = round(max(0.001, min(deadline - now, FRAME_STALL_S)), 3)
         if self.port.timeout != wait:
             self.port.timeout = wait
         try:
             data = self.port.read(self.parser.need())
-        except serial.SerialException as e:
-            raise LinkError(f"serial link lost: {e}")
+        except Exception as e:  # pyserial raises SerialException, sockets OSError, closed ports others
+            raise _PortFailed(str(e))
+        self.counters.bytes_received += len(data)
         return self.parser.feed(data) if data else []
 
     def start(self, ftype: int, payload: bytes, reply_ok, what: str, timeout: float | None = None,
-              retries: int | None = None) -> "Pending":
-        """Send a request and return at once; ``finish`` waits for its verified reply.
-
-        One request at a time: the host may compute while the board does, never send twice."""
-        p = Pending(ftype, payload, reply_ok, what, self.timeout if timeout is None else timeout,
-                    self.retries if retries is None else retries)
+              retries: int | None = None, boot_at: int | None = None) -> Pending:
+        """Send a request and return at once; ``finish`` waits for its verified reply."""
+        self.seq = (self.seq + 1) & 0xFF
+        p = Pending(ftype, payload, reply_ok, what, self.policy.attempts if retries is None else retries + 1,
+                    self.budget, boot_at, seq=self.seq)
+        self._first_wait = timeout
         self.counters.requests += 1
-        self._send(p)
+        self._send(p, timeout)
         return p
 
-    def _send(self, p: "Pending") -> None:
-        import serial
+    def _wait(self, p: Pending, timeout: float | None) -> float:
+        if timeout is not None:
+            return max(timeout, self.policy.wait(0.0, p.failures)) if p.failures else timeout
+        return self.policy.wait(self.rtt.rto(self.timeout), p.failures)
 
-        self.seq = (self.seq + 1) & 0xFF
-        p.seq = self.seq
+    def _send(self, p: Pending, timeout: float | None = None) -> None:
+        frame = encode_frame(p.ftype, p.seq, p.payload)
+        self.counters.attempts += 1
         try:
-            self.port.write(encode_frame(p.ftype, p.seq, p.payload))
+            self.port.write(frame)
             self.port.flush()
-        except (serial.SerialException, OSError) as e:
-            raise LinkError(f"{p.what}: serial link lost while sending: {e}")
-        p.deadline = time.monotonic() + p.timeout
+            self.counters.bytes_sent += len(frame)
+        except Exception as e:
+            raise _PortFailed(str(e))
+        p.sent_at = time.monotonic()
+        p.deadline = p.sent_at + self._wait(p, timeout)
 
-    def finish(self, p: "Pending") -> bytes:
-        """The reply payload of ``p`` once CRC, type, seq and ``reply_ok`` (its size) hold;
-        re-sent with a fresh seq after a timeout or a board CRC/length error, at most
-        ``retries`` times; then ``LinkError``."""
+    def _fail(self, p: Pending, reason: str) -> None:
+        """One failed attempt: count it, charge the episode's budget, give up after the bound."""
+        p.failures += 1
+        p.reasons.append(reason)
+        self.counters.max_consecutive_failures = max(self.counters.max_consecutive_failures, p.failures)
+        if p.budget is not None:
+            p.budget.charge(p.what)
+        if p.failures >= p.attempts:
+            lost = any(r.startswith("serial link lost") for r in p.reasons)
+            raise (LinkLost if lost else LinkError)(
+                f"{p.what}: no verified reply after {p.attempts} attempts "
+                f"({'; '.join(dict.fromkeys(p.reasons[-3:]))})")
+        self.counters.retries += 1
+
+    def _resend(self, p: Pending) -> None:
+        """Send ``p`` again, same seq; reopen a failed port first (each failed reopen is a
+        failed attempt, with the same backoff)."""
+        while True:
+            try:
+                if getattr(self, "_port_failed", False):
+                    if not self.reconnect():
+                        raise _PortFailed("cannot reopen the port")
+                    self._port_failed = False
+                self._send(p, self._first_wait)
+                return
+            except _PortFailed as e:
+                self._port_failed = True
+                self._fail_lost(p, str(e))
+                time.sleep(self.policy.wait(self.rtt.rto(self.timeout), p.failures))
+
+    def _fail_lost(self, p: Pending, reason: str) -> None:
+        try:
+            self._fail(p, f"serial link lost: {reason}")
+        except LinkError:
+            raise LinkLost(f"{p.what}: serial link lost ({reason}), not back after {p.failures} "
+                           f"attempts") from None
+
+    def finish(self, p: Pending) -> bytes:
+        """The reply payload of ``p`` once CRC, type, seq and ``reply_ok`` (its size) hold and
+        its boot id is the link's (else ``BoardReset``); re-sent with the same seq after a
+        timeout or a board CRC/length error, backing off over a burst; ``LinkError`` once the
+        request's attempts or the episode's budget are spent."""
         while True:
             resend = None
-            while resend is None and time.monotonic() < p.deadline:
-                for f in self._read(p.deadline):
-                    if f.type == ERROR and len(f.payload) == 2:
-                        code, rtype = f.payload
-                        name = ERROR_NAMES.get(code, f"code {code}")
-                        self.counters.board_errors += 1
-                        if code in (1, 2):  # a corrupted request: send it again now
-                            resend = f"board answered ERROR {name}"
-                            break
-                        if f.seq == p.seq:
-                            raise LinkError(f"{p.what}: board answered ERROR {name} (request type 0x{rtype:02x})")
-                        continue
-                    if f.type == p.ftype | REPLY and f.seq == p.seq and p.reply_ok(f.payload):
-                        return f.payload
-                    self.counters.discarded_replies += 1
+            try:
+                while resend is None and time.monotonic() < p.deadline:
+                    for f in self._read(p.deadline):
+                        if f.type == ERROR and len(f.payload) == 2:
+                            code, rtype = f.payload
+                            name = ERROR_NAMES.get(code, f"code {code}")
+                            self.counters.board_errors += 1
+                            if code in (1, 2):  # a corrupted request (seq unverified): send it again
+                                resend = f"board answered ERROR {name}"
+                                break
+                            if f.seq == p.seq and rtype == p.ftype:
+                                raise LinkError(f"{p.what}: board answered ERROR {name} (request type 0x{rtype:02x})")
+                            self.counters.discarded_replies += 1
+                            continue
+                        if f.type == p.ftype | REPLY and f.seq == p.seq and p.reply_ok(f.payload):
+                            self._check_boot(p, f.payload)
+                            self.rtt.update(time.monotonic() - p.sent_at)
+                            self.counters.rtt_ms = round(1000 * (self.rtt.srtt or 0.0), 3)
+                            return f.payload
+                        self.counters.discarded_replies += 1
+            except _PortFailed as e:
+                self._port_failed = True
+                self._fail_lost(p, str(e))
+                time.sleep(self.policy.wait(self.rtt.rto(self.timeout), p.failures))
+                self._resend(p)
+                continue
             if resend is None:
                 self.counters.timeouts += 1
-                resend = f"no valid reply within {p.timeout * 1000:.0f} ms"
-            p.reasons.append(resend)
-            if len(p.reasons) > p.retries:
-                raise LinkError(f"{p.what}: no verified reply after {p.retries + 1} attempts "
-                                f"({'; '.join(p.reasons[-3:])})")
-            self.counters.retries += 1
-            self._send(p)
+                resend = f"no valid reply within {1000 * (p.deadline - p.sent_at):.0f} ms"
+            self._fail(p, resend)
+            self._resend(p)
+
+    def _check_boot(self, p: Pending, payload: bytes) -> None:
+        if p.boot_at is None:
+            return
+        got = struct.unpack_from("<I", payload, p.boot_at)[0]
+        if got != self.boot_id:
+            self.counters.resets_detected += 1
+            raise BoardReset(p.what, self.boot_id, got)
 
     def request(self, ftype: int, payload: bytes, reply_ok, what: str, timeout: float | None = None,
-                retries: int | None = None) -> bytes:
+                retries: int | None = None, boot_at: int | None = None) -> bytes:
         """Send and return the reply payload once ``reply_ok(payload)`` accepts it."""
-        return self.finish(self.start(ftype, payload, reply_ok, what, timeout, retries))
+        return self.finish(self.start(ftype, payload, reply_ok, what, timeout, retries, boot_at))
 
     # --- messages ---------------------------------------------------------------
     def hello(self, timeout: float | None = None, retries: int | None = None) -> Hello:
-        p = self.request(HELLO, b"", lambda p: parse_hello(p) is not None, "HELLO", timeout, retries)
+        """Name this boot of the board with a fresh non-zero id and read what it runs."""
+        new_id = self._boot_ids.randrange(1, 1 << 32)
+        p = self.request(HELLO, struct.pack("<I", new_id),
+                         lambda p: (h := parse_hello(p)) is not None and h.boot_id == new_id,
+                         "HELLO", timeout, retries)
         h = parse_hello(p)
-        if h.protocol != 1:
-            raise LinkError(f"board speaks protocol version {h.protocol}; this host speaks 1")
+        if h.protocol != PROTOCOL_VERSION:
+            raise LinkError(f"board speaks protocol version {h.protocol}; this host speaks {PROTOCOL_VERSION}")
+        if self.boot_id and h.previous_boot_id != self.boot_id:
+            self.counters.resets_detected += 1
+        self.boot_id = new_id
         self.hello_info = h
         return h
+
+    def _reply_size(self) -> int:
+        return 4 * self.hello_info.output_len + 8
 
     def infer(self, obs: np.ndarray) -> tuple[np.ndarray, int]:
         """Send one observation; return the board's (verified, finite) action and ticks."""
         return self.infer_finish(self.infer_start(obs))
 
-    def infer_start(self, obs: np.ndarray) -> "Pending":
-        h = self.hello_info
-        if h is None:
-            raise LinkError("INFER before HELLO: the reply size is unknown")
+    def infer_start(self, obs: np.ndarray) -> Pending:
+        """INFER with the raw float32 observation (the board prescales and quantises)."""
+        h = self._need_hello()
         obs = np.ascontiguousarray(obs, dtype="<f4").ravel()
         if obs.size != h.input_len:
             raise LinkError(f"observation has {obs.size} elements; the board's model takes {h.input_len}")
-        size = 4 * h.output_len + 4
-        return self.start(INFER, obs.tobytes(), lambda p: len(p) == size, "INFER")
+        size = self._reply_size()
+        return self.start(INFER, obs.tobytes(), lambda p: len(p) == size, "INFER", boot_at=size - 4)
 
-    def infer_finish(self, pending: "Pending") -> tuple[np.ndarray, int]:
+    def infer_q_start(self, q: np.ndarray) -> Pending:
+        """INFER_Q with the observation already prescaled and quantised (int8 or int16)."""
+        h = self._need_hello()
+        q = np.asarray(q).ravel()
+        if q.size != h.input_len or q.dtype.itemsize != h.input_elem_bytes or q.dtype.kind != "i":
+            raise LinkError(f"INFER_Q needs {h.input_len} int{8 * h.input_elem_bytes} values, "
+                            f"got {q.size} of {q.dtype}")
+        size = self._reply_size()
+        return self.start(INFER_Q, q.astype(q.dtype.newbyteorder("<")).tobytes(),
+                          lambda p: len(p) == size, "INFER_Q", boot_at=size - 4)
+
+    def _need_hello(self) -> Hello:
+        if self.hello_info is None:
+            raise LinkError("INFER before HELLO: the reply size is unknown")
+        return self.hello_info
+
+    def infer_finish(self, pending: Pending) -> tuple[np.ndarray, int]:
         n = self.hello_info.output_len
         p = self.finish(pending)
         action = np.frombuffer(p, dtype="<f4", count=n).astype(np.float32)
@@ -370,12 +400,17 @@ class Link:
         return {"n": rn, "min": lo, "max": hi, "total": total, "mean": total / max(rn, 1)}
 
     def stats(self) -> dict:
-        p = self.request(STATS, b"", lambda p: len(p) == 32, "STATS")
-        return dict(zip(STATS_FIELDS, struct.unpack("<8I", p)))
+        size = 4 * len(STATS_FIELDS)
+        p = self.request(STATS, b"", lambda p: len(p) == size, "STATS", boot_at=4 * STATS_FIELDS.index("boot_id"))
+        return dict(zip(STATS_FIELDS, struct.unpack(f"<{len(STATS_FIELDS)}I", p)))
 
     def reset(self) -> None:
         self.request(RESET, b"", lambda p: len(p) == 0, "RESET")
         self.parser.reset()
+
+
+class _PortFailed(Exception):
+    """The port raised (closed, unplugged): the link tries to reopen it."""
 
 
 def quantize_input(obs: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

@@ -118,6 +118,20 @@ class Int8Reference:
     def prescaled(self, obs: np.ndarray) -> np.ndarray:
         return (np.asarray(obs, np.float32).reshape(-1) - self.offset) * self.gain
 
+    @property
+    def integer_input(self) -> bool:
+        """Whether the model input itself is int8/int16 (then the host may send INFER_Q)."""
+        return self.in_dtype != np.float32
+
+    @property
+    def input_itemsize(self) -> int:
+        return np.dtype(self.input_q.dtype).itemsize
+
+    def quantized_input(self, obs: np.ndarray) -> np.ndarray:
+        """What the board's ``model_encode_input`` makes of ``obs``: prescale in float32, then
+        TFLM's QUANTIZE; the payload of an INFER_Q frame (docs/protocol.md)."""
+        return quantize(self.prescaled(obs), self.input_q)
+
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         x = self.prescaled(obs)
         if self.in_dtype == np.float32:  # float I/O: TFLM's own QUANTIZE/DEQUANTIZE

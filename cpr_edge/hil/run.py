@@ -19,7 +19,9 @@ import torch
 
 from cpr_edge.errors import CprError
 from cpr_edge.hil import checks
-from cpr_edge.hil.closed_loop import EpisodeSet, Int8Reference, board_episodes, check_seeds, host_episode
+from cpr_edge.hil.closed_loop import (EpisodeSet, EpisodesStopped, Int8Reference, board_episodes, check_seeds,
+                                      host_episode)
+from cpr_edge.hil.link import LinkError
 from cpr_edge.hil.identity import check_checkpoint, check_firmware, check_hello_identity
 from cpr_edge.hil.session import board_field, is_emulated, open_session, sha256_file
 
@@ -61,8 +63,10 @@ class HilConfig:
     """Seeds that chose anything (pruning's evaluation); the check seeds must avoid them."""
     baseline_memory: dict | None = None
     """memory.json of the baseline (b) build."""
-    max_lsb: int = 1
-    """Allowed distance of a board action from the host int8 reference, in output LSBs."""
+    foreign_max_lsb: int | None = None
+    """Allowed distance of a board action from the host int8 reference, in output LSBs, for
+    firmware this tool did not build (no source id in HELLO); None refuses such firmware.
+    Firmware built by this tool must match bit for bit."""
     lanes: int = 2
     """Episodes interleaved on the board (host physics overlaps board compute)."""
     log_dir: Path | None = None
@@ -104,21 +108,45 @@ def _board_run(cfg: HilConfig, label: str, model_dir: Path, elf: Path, task: str
             raise CprError(f"board model takes {h.input_len} inputs / gives {h.output_len} outputs; "
                            f"task {task} has obs_dim {spec['obs_dim']}, act_dim {spec['act_dim']}")
         ref.check_hello(h)
-        check_hello_identity(h, firmware_id)
+        acceptance = _acceptance(cfg, h, firmware_id)
+        s.episode_steps = spec.get("episode_length")
+        info = {"hello": h.to_dict(), "kind": s.kind, "boot_s": round(boot_s, 3), "model_sha256": sha,
+                "elf_sha256": firmware_id["elf_sha256"], "firmware_source_id": firmware_id["firmware_source_id"],
+                "acceptance": acceptance,
+                "frames": "INFER_Q (integer observation)" if ref.integer_input and h.input_elem_bytes == ref.input_itemsize
+                else "INFER (float32 observation)"}
         t_eps = time.perf_counter()
-        eps = board_episodes(label, s, task, seeds, reference=ref, max_lsb=cfg.max_lsb, lanes=cfg.lanes)
+        try:
+            eps = board_episodes(label, s, task, seeds, reference=ref, max_lsb=acceptance["max_lsb"], lanes=cfg.lanes)
+        except EpisodesStopped as e:
+            info["link"] = dict(s.link.counters.__dict__)
+            e.label, e.info = label, info
+            raise
         wall = time.perf_counter() - t_eps
         for e in eps:
             progress(f"{LABELS[label]}: seed {e.seed} return {e.ret:.1f} in {e.steps} steps"
-                     + (f" FAILED: {e.failed}" if e.failed else ""))
-        bench = s.link.bench(100)
-        stats = s.link.stats()
-        info = {"hello": h.to_dict(), "kind": s.kind, "boot_s": round(boot_s, 3), "bench": bench,
-                "stats": stats, "link": dict(s.link.counters.__dict__), "model_sha256": sha,
-                "elf_sha256": firmware_id["elf_sha256"], "firmware_source_id": firmware_id["firmware_source_id"]}
+                     + (f" FAILED: {e.failed}" if e.failed else "")
+                     + (f" (resumed after {len(e.resets)} board reset(s))" if e.resets else ""))
+        info["bench"] = s.link.bench(100)
+        info["stats"] = s.link.stats()
+        info["link"] = dict(s.link.counters.__dict__)
     steps = sum(e.steps for e in eps)
     info["steps_per_s"] = round(steps / wall, 1) if wall else None
     return eps, info
+
+
+def _acceptance(cfg: HilConfig, hello, firmware_id: dict) -> dict:
+    """Exact for firmware this tool built (its source id in HELLO); a tolerance only for
+    foreign firmware and only when asked for, named in the report."""
+    from cpr_edge.build.identity import source_id_of
+
+    if source_id_of(hello.fw_version) is None and cfg.foreign_max_lsb is not None:
+        return {"exact": False, "max_lsb": int(cfg.foreign_max_lsb),
+                "reason": f"foreign firmware {hello.fw_version!r}: tolerance of {cfg.foreign_max_lsb} output LSB"}
+    check_hello_identity(hello, firmware_id)
+    return {"exact": True, "max_lsb": 0,
+            "reason": f"firmware built by this tool (source id {firmware_id['firmware_source_id']}): "
+                      f"every action bit for bit the host TFLM reference's"}
 
 
 def check_identity(cfg: HilConfig) -> dict:
@@ -166,33 +194,56 @@ def run_hil(cfg: HilConfig, progress: Callable[[str], None] | None = None) -> tu
     boards = {}
     missing = {}
 
-    eps, boards["pruned_board"] = _board_run(cfg, "pruned_board", cfg.model_dir, cfg.firmware, task,
-                                              seeds, spec, progress, identity["model"])
-    es.runs["pruned_board"] = eps
-    if cfg.baseline_model_dir is not None:
-        eps, boards["unpruned_int8_board"] = _board_run(cfg, "unpruned_int8_board", cfg.baseline_model_dir,
-                                                         cfg.baseline_firmware, task, seeds, spec, progress,
-                                                         identity["baseline"])
-        es.runs["unpruned_int8_board"] = eps
-    else:
-        missing["unpruned_int8_board"] = ("the model on the board is unpruned: it is this controller"
-                                          if not pruned_model else "no unpruned export built for the board")
-    host = [("pruned_float_host", pruned_policy)]
-    if base_policy is not None:
-        host.insert(0, ("unpruned_float_host", base_policy))
-    else:
-        missing["unpruned_float_host"] = "no unpruned checkpoint given"
-    for label, policy in host:
-        es.runs[label] = []
-        for seed in seeds:
-            torch.manual_seed(seed), np.random.seed(seed)
-            e = host_episode(label, policy, task, seed)
-            es.runs[label].append(e)
-            progress(f"{LABELS[label]}: seed {seed} return {e.ret:.1f}")
+    stopped = None
+    try:
+        eps, boards["pruned_board"] = _board_run(cfg, "pruned_board", cfg.model_dir, cfg.firmware, task,
+                                                  seeds, spec, progress, identity["model"])
+        es.runs["pruned_board"] = eps
+        if cfg.baseline_model_dir is not None:
+            eps, boards["unpruned_int8_board"] = _board_run(cfg, "unpruned_int8_board", cfg.baseline_model_dir,
+                                                             cfg.baseline_firmware, task, seeds, spec, progress,
+                                                             identity["baseline"])
+            es.runs["unpruned_int8_board"] = eps
+        else:
+            missing["unpruned_int8_board"] = ("the model on the board is unpruned: it is this controller"
+                                              if not pruned_model else "no unpruned export built for the board")
+        host = [("pruned_float_host", pruned_policy)]
+        if base_policy is not None:
+            host.insert(0, ("unpruned_float_host", base_policy))
+        else:
+            missing["unpruned_float_host"] = "no unpruned checkpoint given"
+        for label, policy in host:
+            es.runs[label] = []
+            for seed in seeds:
+                torch.manual_seed(seed), np.random.seed(seed)
+                e = host_episode(label, policy, task, seed)
+                es.runs[label].append(e)
+                progress(f"{LABELS[label]}: seed {seed} return {e.ret:.1f}")
+    except EpisodesStopped as e:  # a run that reached the board always leaves a report
+        es.runs[e.label] = e.episodes
+        boards[e.label] = e.info
+        stopped = {"kind": e.kind, "reason": e.reason, "controller": e.label}
+    except LinkError as e:
+        stopped = {"kind": "link", "reason": str(e), "controller": None}
+    except KeyboardInterrupt:
+        stopped = {"kind": "interrupted", "reason": "interrupted (Ctrl-C)", "controller": None}
+    if stopped is not None:
+        progress(f"run stopped ({stopped['kind']}): {stopped['reason']}")
+        if "pruned_board" not in boards:
+            raise CprError(f"stopped before the board answered: {stopped['reason']}",
+                           exit_code=130 if stopped["kind"] == "interrupted" else 2)
+        es.runs.setdefault("pruned_board", [])
+    return _result(cfg, task, spec, seeds, es, boards, missing, identity, stopped), es
 
+
+def _result(cfg: HilConfig, task, spec, seeds, es: EpisodeSet, boards: dict, missing: dict, identity: dict,
+            stopped: dict | None) -> dict:
+    """Figures and checks of whatever ran; a stopped run fails with ``stopped`` saying why."""
     h = boards["pruned_board"]["hello"]
     budget = float(cfg.budget_s if cfg.budget_s is not None else spec["control_timestep"])
     counts = np.concatenate([e.invoke_counts for e in es.runs["pruned_board"]] or [np.zeros(0)])
+    if "pruned_float_host" not in es.runs:
+        missing.setdefault("pruned_float_host", "the run stopped before the host episodes")
     export_json = Path(cfg.model_dir) / "export.json"
     export_info = json.loads(export_json.read_text())
     if "unpruned_float_host" in es.runs:
@@ -202,17 +253,18 @@ def run_hil(cfg: HilConfig, progress: Callable[[str], None] | None = None) -> tu
         ratio = checks.make_check("return_ratio", False, None, cfg.min_return_ratio, "",
                                   "baseline (a), the unpruned float policy, is missing")
     result_checks = [
-        checks.completion_check(es.runs["pruned_board"]),
+        checks.completion_check(es.runs["pruned_board"], len(seeds)),
         ratio,
-        checks.int8_fidelity_check(es.returns("pruned_board"), es.returns("pruned_float_host"),
+        checks.int8_fidelity_check(es.returns("pruned_board") if "pruned_float_host" in es.runs else [],
+                                   es.returns("pruned_float_host"),
                                    cfg.min_fidelity_ratio, export_info.get("error")),
         checks.latency_check(counts, h["counter_unit"], h["clock_hz"], budget),
     ]
     if cfg.baseline_model_dir is not None:
-        result_checks.append(checks.completion_check(es.runs["unpruned_int8_board"]))
+        result_checks.append(checks.completion_check(es.runs.get("unpruned_int8_board", []), len(seeds)))
         result_checks[-1]["name"] = "baseline_board_episodes_completed"
     if cfg.memory is not None:
-        result_checks.append(checks.memory_check(cfg.memory, boards["pruned_board"]["stats"]))
+        result_checks.append(checks.memory_check(cfg.memory, boards["pruned_board"].get("stats")))
     else:
         result_checks.append(checks.make_check("memory_fits", False, None, None, "bytes",
                                                "no memory.json next to the firmware"))
@@ -239,8 +291,12 @@ def run_hil(cfg: HilConfig, progress: Callable[[str], None] | None = None) -> tu
                     **checks.latency_stats(counts, h["counter_unit"], h["clock_hz"])},
         "memory": cfg.memory,
         "boards": boards,
-        "max_lsb": cfg.max_lsb,
+        "acceptance": boards["pruned_board"].get("acceptance"),
+        "stopped": stopped,
         "checks": result_checks,
-        "passed": all(c["passed"] for c in result_checks),
+        "passed": stopped is None and all(c["passed"] for c in result_checks),
     }
-    return result, es
+    if stopped is not None:
+        result["checks"].insert(0, checks.make_check("run_completed", False, stopped["kind"], None, "",
+                                                     stopped["reason"]))
+    return result

@@ -58,8 +58,11 @@ def _listening(port: int) -> bool:
 
 
 def _close_all_live() -> None:
+    """Exit path (atexit, a signal, Ctrl-C): kill at once. A polite QMP ``quit`` waits on a
+    QEMU that a loaded machine may not schedule for seconds (the SIGINT test timed out so at
+    load 7); an emulator holds nothing worth a clean shutdown."""
     for s in list(_LIVE):
-        s.close()
+        s.kill()
 
 
 def _on_signal(signum, frame):
@@ -148,6 +151,12 @@ class BoardSession:
         self.hello = h
         return h
 
+    def reidentify(self) -> Hello:
+        """After a detected reboot: HELLO again (a new boot id) and check the model hash and
+        board name, exactly as at the start of the session."""
+        self.link.parser.reset()
+        return self._handshake(timeout=0.1, retries=50)
+
     def reset(self) -> Hello:
         raise NotImplementedError
 
@@ -180,7 +189,7 @@ class QemuSession(BoardSession):
 
     def __init__(self, board, elf: str | Path, expected_sha256: str | None = None,
                  port: int | None = None, log_path: str | Path | None = None,
-                 link_url=None, link_timeout: float = 0.5, link_retries: int = 4):
+                 link_url=None, link_timeout: float = 0.5, link_retries: int | None = None):
         super().__init__(board, expected_sha256)
         self.elf = Path(elf)
         if not self.elf.is_file():
@@ -266,6 +275,31 @@ class QemuSession(BoardSession):
         self.link.parser.reset()
         return self._handshake()
 
+    def kill(self) -> None:
+        """SIGKILL QEMU's process group now and reap it (no QMP)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        with _LOCK:
+            _LIVE.discard(self)
+
+    def restart(self) -> None:
+        """Kill QEMU and boot a fresh one on the same serial port (fault tests: a power cycle).
+        The link finds it again by reconnecting; its replies carry boot id 0 until HELLO."""
+        self.kill()
+        if self.qmp is not None:
+            self.qmp.close()
+            self.qmp = None
+        with _LOCK:
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_die_with_parent(os.getpid()))
+            _LIVE.add(self)
+
     def close(self) -> None:
         if self.link is not None:
             self.link.close()
@@ -273,8 +307,9 @@ class QemuSession(BoardSession):
         if proc is not None and proc.poll() is None:
             try:
                 if self.qmp is not None:
+                    self.qmp.sock.settimeout(1.0)
                     self.qmp.execute("quit")
-                proc.wait(timeout=2)
+                proc.wait(timeout=1)
             except Exception:
                 pass
             if proc.poll() is None:
@@ -348,6 +383,39 @@ class RealBoardSession(BoardSession):
         return self
 
 
+URL_SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep")
+"""pyserial URL schemes ``--port`` accepts besides a device path."""
+
+
+def parse_port(spec, emulated: bool) -> tuple[str, object]:
+    """What ``--port`` names: ``("auto", None)``, ``("tcp", N)`` (the TCP port QEMU's serial
+    listens on), ``("url", "socket://...")`` (a board already running behind that URL: no boot,
+    no flash for an emulated board) or ``("device", "/dev/ttyACM0")``. One-line errors."""
+    if spec is None or str(spec) == "":
+        return "auto", None
+    text = str(spec).strip()
+    if text.isdigit():
+        if not emulated:
+            raise CprError(f"--port {text}: a real board's port is a device path (/dev/ttyACM0) or a "
+                           f"pyserial URL (socket://HOST:PORT, rfc2217://HOST:PORT)")
+        n = int(text)
+        if not 1 <= n <= 65535:
+            raise CprError(f"--port {text}: a TCP port is 1..65535")
+        return "tcp", n
+    if "://" in text:
+        scheme = text.split("://", 1)[0].lower()
+        if scheme not in URL_SCHEMES:
+            raise CprError(f"--port {text}: unknown URL scheme {scheme!r} (pyserial takes "
+                           f"{', '.join(s + '://' for s in URL_SCHEMES)})")
+        return "url", text
+    if emulated:
+        raise CprError(f"--port {text}: an emulated board takes a TCP port number or a pyserial URL "
+                       f"(socket://127.0.0.1:PORT to reach a QEMU that is already running)")
+    if not Path(text).exists():
+        raise CprError(f"--port {text}: no such serial device")
+    return "device", text
+
+
 def is_emulated(board) -> bool:
     if isinstance(getattr(board, "emulated", None), bool):
         return board.emulated
@@ -358,11 +426,16 @@ def is_emulated(board) -> bool:
 
 
 def open_session(board, elf, expected_sha256=None, port=None, **kw) -> BoardSession:
-    """Start (QEMU) or flash (real board) and handshake; use as a context manager."""
+    """Start (QEMU) or flash (real board) and handshake; use as a context manager. ``port``
+    as ``parse_port`` reads it; a URL for an emulated board attaches to a running one."""
+    kind, value = parse_port(port, is_emulated(board))
+    if kind == "url" and is_emulated(board):
+        s = RealBoardSession(board, elf, value, expected_sha256, flash=False)
+        s.kind = "attached"
+        return s.start()
     if is_emulated(board):
-        return QemuSession(board, elf, expected_sha256,
-                           port=int(port) if port else None, **kw).start()
-    return RealBoardSession(board, elf, port, expected_sha256).start()
+        return QemuSession(board, elf, expected_sha256, port=value, **kw).start()
+    return RealBoardSession(board, elf, value, expected_sha256).start()
 
 
 def sha256_file(path) -> str:

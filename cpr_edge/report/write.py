@@ -11,7 +11,7 @@ from cpr_edge.fileio import write_json_atomic, write_text_atomic
 from cpr_edge.hil.run import LABELS
 
 FORMAT = "cpr-edge/report"
-VERSION = 1
+VERSION = 2
 PACKAGES = ("cpr-edge", "torch", "numpy", "dm-control", "mujoco", "tensorflow", "tflite-micro",
             "onnx", "onnx2tf", "torch-pruning", "pyserial", "matplotlib")
 
@@ -98,6 +98,14 @@ def markdown(report: dict) -> str:
                   f"{lat['max']:.0f} (max) {lat['unit']} at {r['board']['clock_hz'] / 1e6:g} MHz = "
                   f"{p99 * 1e6:.1f} µs p99{' (estimate)' if estimate else ''} against a budget of "
                   f"{lat['budget_s'] * 1e3:g} ms{est}."]
+    if r.get("stopped"):
+        lines[2:2] = [f"**Run stopped** ({r['stopped']['kind']}): {r['stopped']['reason']}", ""]
+    if r.get("acceptance"):
+        lines += ["", f"Acceptance of board actions: {r['acceptance']['reason']}."]
+    resumed = [(k, e["seed"], e["resets"]) for k, eps in r.get("episodes", {}).items() for e in eps if e.get("resets")]
+    for label, seed, resets in resumed:
+        lines.append(f"- {label} seed {seed}: resumed after board reset(s) at step(s) "
+                     f"{', '.join(str(x['step']) for x in resets)}")
     link = r.get("boards", {}).get("pruned_board", {})
     if link:
         lines += ["", f"Link: {link.get('steps_per_s')} control steps/s, counters {link.get('link')}, "
