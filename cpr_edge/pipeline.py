@@ -206,7 +206,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     budget = parse_budget(args.budget)
-    if args.episodes < 1:
+    if args.episodes is not None and args.episodes < 1:
         raise CprError("--episodes must be at least 1")
     check_args(args.metric, args.ratio, "component", "deployed", "distill", args.recover_steps)
     opts = export_options(args)
@@ -216,13 +216,17 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
         raise CprError(f"board {args.board} is a real board: give its serial port with --port")
     src = resolve_checkpoint(args.checkpoint, args.task, args.preset)
     ck = load_checkpoint(src)
+    from cpr_edge.preflight import preflight
+    from cpr_edge.runfolder import RunFolder
+
+    preflight(args, board, ck)  # task, port, tools, episodes: refused before any slow stage
     out = Path(args.out or f"runs/{ck.task}_{ck.preset}-{args.metric}-{args.ratio:g}-{args.board}")
-    out.mkdir(parents=True, exist_ok=True)
+    run_folder = RunFolder(out, "prune-and-flash").__enter__()  # locked; an earlier run's files gone
     clock = StageClock(say)
     say(f"prune-and-flash: {src} ({ck.task}) -> {args.board}, metric {args.metric}, ratio {args.ratio:g}, out {out}")
 
     # leaving the with-block terminates the worker: an error here does not wait for it
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
+    with multiprocessing.get_context("spawn").Pool(1, initializer=_worker_ignores_sigint) as pool:
         say("      baseline (b): exporting and building the unpruned model in parallel")
         baseline = pool.apply_async(baseline_job, (str(src), str(out / "baseline"), args.board, args.metric, args.seed,
                                                    opts.kwargs("int8"), precisions))
@@ -282,7 +286,16 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
                          "total": round(clock.times["total"], 2)}
     write_json_atomic(out / "report.json", report)
     write_text_atomic(out / "report.md", markdown(report))
+    run_folder.__exit__()
     return report, out
+
+
+def _worker_ignores_sigint() -> None:
+    """Ctrl-C reaches the whole process group: the parent stops the worker; the worker itself
+    must not print its own KeyboardInterrupt traceback (``Process SpawnPoolWorker-1:``)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def deploy(ck, pruned, out: Path, board, precisions: list[str], opts, qat_steps: int, seed: int, say, clock):
@@ -334,4 +347,6 @@ def cmd_prune_and_flash(args: argparse.Namespace) -> int:
     report, out = run(args)
     emit(args, summary_json(report, out),
          summary_text(report, out) + f"\ntotal {report['timings']['total']:.1f} s")
-    return 0 if report["passed"] else 1
+    from cpr_edge.hil.commands import exit_status
+
+    return exit_status(report)

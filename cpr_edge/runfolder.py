@@ -91,3 +91,6 @@ class RunFolder:
         if self._fd is not None:  # the lock file stays (unlinking it would race a newcomer)
             os.close(self._fd)
             self._fd = None
+
+    def __del__(self):
+        self.__exit__()

@@ -80,7 +80,12 @@ def save_checkpoint(ck: Checkpoint, path: str | Path) -> Path:
 
 
 def _brief(e: Exception) -> str:
-    first = (str(e).strip().splitlines() or [""])[0][:160]
+    """The first sentence of ``e`` (never cut mid-sentence: a long one ends at a word with …)."""
+    import re
+
+    first = re.split(r"(?<=[.!?])\s", (str(e).strip().splitlines() or [""])[0])[0]
+    if len(first) > 160:
+        first = first[:160].rsplit(" ", 1)[0] + " …"
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 

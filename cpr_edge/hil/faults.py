@@ -29,6 +29,8 @@ class FaultConfig:
     """Inject into host -> board bytes."""
     to_host: bool = True
     """Inject into board -> host bytes."""
+    duplicate: float = 0.0
+    """Probability that a board -> host chunk is sent twice (a duplicated reply)."""
     seed: int = 0
 
 
@@ -40,6 +42,9 @@ class FaultCounters:
     delayed: int = 0
     cuts: int = 0
     resets: int = 0
+    duplicated: int = 0
+    outage_bytes: int = 0
+    forged: int = 0
 
 
 class FaultProxy:
@@ -57,6 +62,9 @@ class FaultProxy:
         self._listener.listen(1)
         self.port = self._listener.getsockname()[1]
         self._conns: list[socket.socket] = []
+        self.outage_until = 0.0
+        self.forge_next = 0
+        self.refuse = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="fault-proxy", daemon=True)
         self._thread.start()
@@ -73,6 +81,9 @@ class FaultProxy:
     def _mangle(self, data: bytes, enabled: bool) -> bytes:
         c = self.config
         self.counters.bytes += len(data)
+        if time.monotonic() < self.outage_until:  # the wire is dead: everything is lost
+            self.counters.outage_bytes += len(data)
+            return b""
         if not enabled or not (c.drop or c.corrupt or c.delay):
             return data
         out = bytearray()
@@ -97,8 +108,15 @@ class FaultProxy:
                 continue
             try:
                 client, _ = self._listener.accept()
+                if self.refuse:
+                    client.close()
+                    continue
                 upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
             except OSError:
+                try:
+                    client.close()
+                except (OSError, UnboundLocalError):
+                    pass
                 continue
             for s in (client, upstream):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -122,9 +140,37 @@ class FaultProxy:
                     if s is client:
                         upstream.sendall(self._mangle(data, c.to_board))
                     else:
-                        client.sendall(self._mangle(data, c.to_host))
+                        data = self._forge(data)
+                        out = self._mangle(data, c.to_host)
+                        client.sendall(out)
+                        if out and c.duplicate and self.rng.random() < c.duplicate:
+                            self.counters.duplicated += 1
+                            client.sendall(out)
             except (OSError, ValueError):
                 return
+
+    def _forge(self, data: bytes) -> bytes:
+        """While ``forge_next`` > 0: an INFER / INFER_Q reply whose first action is moved by one
+        float32 ULP-sized step of the output (the last mantissa bit), CRC recomputed: a
+        CRC-valid, wrong reply that only the host's exact reference check can catch."""
+        from cpr_edge.hil.frames import crc16
+
+        if not self.forge_next or len(data) < 9 or data[0] != 0xA5 or data[1] not in (0x82, 0x86):
+            return data
+        b = bytearray(data)
+        n = b[3] | b[4] << 8
+        if len(b) < 5 + n + 2:
+            return data
+        b[5] ^= 0x01
+        crc = crc16(bytes(b[:5 + n]))
+        b[5 + n], b[6 + n] = crc & 0xFF, crc >> 8
+        self.forge_next -= 1
+        self.counters.forged += 1
+        return bytes(b)
+
+    def outage(self, seconds: float) -> None:
+        """Lose every byte in both directions for ``seconds`` (the connection stays up)."""
+        self.outage_until = time.monotonic() + seconds
 
     def cut(self) -> None:
         """Cut the connection (both sides see it closed)."""
@@ -141,6 +187,11 @@ class FaultProxy:
             raise RuntimeError("attach the QemuSession first (proxy.session = session)")
         self.session.qmp.execute("system_reset")
         self.counters.resets += 1
+
+    def cut_for_good(self) -> None:
+        """Cut and refuse every new connection: the host cannot get the link back."""
+        self.refuse = True
+        self.cut()
 
     def close(self) -> None:
         self._stop.set()
