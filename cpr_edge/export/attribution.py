@@ -72,6 +72,7 @@ def error_attribution(ck, data: bytes, model, calib_x: np.ndarray, held_x: np.nd
     # the emulation takes the .tflite's own float32 scales (calibration sums in another order
     # may differ in the last bit, which moves a requantisation multiplier)
     fq.qparams = [(float(r["scale"]), int(r["zero_point"])) for r in rows]
+    fq.bounds = [(-32768, 32767) if r["type"] == "INT16" else (-128, 127) for r in rows]
     tensors = []
     for name, row, q, f in zip(names, rows, ints, floats):
         got = (q - row["zero_point"]) * row["scale"]

@@ -49,11 +49,11 @@ def minmax_qparams(lo: float, hi: float) -> tuple[float, int]:
     return scale, int(min(QMAX, max(QMIN, round(QMIN - lo / scale))))
 
 
-def fake_quant(x: torch.Tensor, scale: float, zp: int) -> torch.Tensor:
+def fake_quant(x: torch.Tensor, scale: float, zp: int, qmin: int = QMIN, qmax: int = QMAX) -> torch.Tensor:
     """Quantise-dequantise with a straight-through gradient inside the representable range."""
-    lo, hi = (QMIN - zp) * scale, (QMAX - zp) * scale
+    lo, hi = (qmin - zp) * scale, (qmax - zp) * scale
     xc = torch.clamp(x, lo, hi)
-    q = torch.clamp(round_away(xc / scale) + zp, QMIN, QMAX)
+    q = torch.clamp(round_away(xc / scale) + zp, qmin, qmax)
     return xc + ((q - zp) * scale - xc).detach()
 
 
@@ -83,6 +83,9 @@ class FakeQuantPolicy(nn.Module):
         """per quantised activation tensor, in model order: (scale, zero_point)"""
         self.quantize = True
         self._tables: dict[tuple, torch.Tensor] = {}
+        self.bounds: list[tuple[int, int]] | None = None
+        """per tensor (qmin, qmax) for the ``only`` rounding; None: int8 everywhere (an int16
+        model's attribution sets int16 bounds)"""
         self.only: set | None = None
         """quantise only these tensor indices (and weights if ``"weights"`` is in it); None: all"""
 
@@ -137,7 +140,7 @@ class FakeQuantPolicy(nn.Module):
                 if not exact_only:
                     t = t + ((qi - z).to(t.dtype) * s - t).detach()
             elif quantize and k in self.only:
-                t = fake_quant(t, *self.qparams[k])
+                t = fake_quant(t, *self.qparams[k], *(self.bounds[k] if self.bounds else (QMIN, QMAX)))
             out.append(t)
             return t
 
