@@ -130,3 +130,26 @@ def test_16x8_model_too_big_for_board_ram_is_refused_in_one_line(make_checkpoint
     assert "\n" not in msg and msg.startswith("the model does not fit qemu-netduinoplus2: RAM needs")
     assert "has 131072" in msg and "activations 124000" in msg
     assert not out.exists()
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_16x8_invoke_stack_probe_and_model_bench_image(export16, builds16, tmp_path):
+    """The measuring images take the model's I/O types (int16 buffers for 16x8): the stack
+    probe of benchmarks/memory_vs_tflm.py and the whole-model image of benchmarks/kernel_speed.py
+    (compiled with -Werror=incompatible-pointer-types) build and run for a 16x8 model."""
+    from cpr_edge.build.probe import measure_invoke_stack
+    from cpr_edge.codegen import generate, runtime_defines, runtime_include_dir, runtime_sources
+    from cpr_edge.codegen.harness import arm_compile, run_qemu
+
+    _, model, _ = export16
+    probe = measure_invoke_stack("qemu-mps2-an386", model, tmp_path / "probe")
+    assert probe["activation_bytes"] == builds16["qemu-mps2-an386"]["memory"]["ram"]["activations"]
+    assert 0 < probe["invoke_stack_bytes"] < 8192
+    gen = tmp_path / "gen"
+    generate(model / "model_int8.tflite", gen)
+    elf = tmp_path / "bench_model.elf"
+    arm_compile(elf, [gen / "model.c", runtime_include_dir() / "tests" / "qemu_bench_model.c",
+                      *runtime_sources("dsp_rotate")], [gen], runtime_defines("dsp_rotate") + ["-DBENCH_REPS=3"])
+    lines = dict(ln.split(None, 1) for ln in run_qemu(elf, icount=True).splitlines() if ln.strip())
+    assert int(lines["CAL"]) > 0 and int(lines["MODEL"].split()[1]) > 0

@@ -15,7 +15,9 @@
 extern uint32_t __stack_bottom[];
 #define PAINT 0x5A5AA5A5u
 
-static int8_t in[MODEL_INPUT_LEN], out[MODEL_OUTPUT_LEN];
+/* the model's I/O types: int16_t for a 16x8 model, whose buffers are twice as wide */
+static MODEL_INPUT_T in[MODEL_INPUT_LEN];
+static MODEL_OUTPUT_T out[MODEL_OUTPUT_LEN];
 
 static void put(const char *label, uint32_t v)
 {

@@ -12,9 +12,11 @@
 
 int main(void)
 {
-    static int8_t in[MODEL_INPUT_LEN], out[MODEL_OUTPUT_LEN];
+    /* MODEL_INPUT_T / MODEL_OUTPUT_T: int8_t, or int16_t for a 16x8 model */
+    static MODEL_INPUT_T in[MODEL_INPUT_LEN];
+    static MODEL_OUTPUT_T out[MODEL_OUTPUT_LEN];
     for (int32_t i = 0; i < MODEL_INPUT_LEN; ++i) {
-        in[i] = (int8_t)(i * 37 - 60);
+        in[i] = (MODEL_INPUT_T)(i * 37 - 60);
     }
     cpr_systick_start();
     uint32_t t0 = cpr_systick_now();
