@@ -114,6 +114,22 @@ def test_export_of_a_qat_checkpoint_keeps_the_trained_ranges(tiny_checkpoint, tm
     assert after["attribution"]["exact_fraction"] == 1.0
 
 
+def test_16x8_recovery_trains_on_the_converters_int16_ranges(tiny_checkpoint, tmp_path):
+    """int16 activations are symmetric (max|x| / 32767, zero point 0): the recovery's ranges
+    are the converter's for a 16x8 export too."""
+    from cpr_edge.quant.qat import QatConfig, qat_recover
+
+    ck = load_checkpoint(tiny_checkpoint)
+    ck.extra["quantization"] = qat_recover(ck.agent, copy.deepcopy(ck.agent), ck, "standardize",
+                                           QatConfig(steps=50, activations="int16"))
+    assert all(z == 0 for _, z in ck.extra["quantization"]["ranges"])
+    path = save_checkpoint(ck, tmp_path / "qat16.pt")
+    info = export_checkpoint(path, tmp_path / "m16", activations="int16")
+    assert info["input"]["type"] == "INT16"
+    assert info["quantization_aware"]["activations"] == "int16"
+    assert info["quantization_aware"]["ranges_match"] is True
+
+
 def test_qat_brings_the_int8_policy_closer_to_the_float_teacher(shipped_cartpole_small):
     """On the trained cartpole policy (int8 error mean ~0.076 with standardize): held-back
     int8 actions (the integer path, bit-exact to TFLM) against the float teacher."""

@@ -223,16 +223,17 @@ def _export(ck: Checkpoint, out_dir: Path, calib: np.ndarray, held: np.ndarray, 
 def qat_record(ck: Checkpoint, attribution: dict) -> dict | None:
     """What a quantisation-aware recovery recorded, and whether the converter used its ranges.
 
-    ``ranges_match`` (int8 recovery and int8 export; else null): every activation tensor's
-    (scale, zero point) in the .tflite equals the one the recovery trained with (scale to 1e-5 relative: both are float32 min/max of the same
+    ``ranges_match`` (when the export's activation type is the trained one; else null): every
+    activation tensor's (scale, zero point) in the .tflite equals the one the recovery trained with (scale to 1e-5 relative: both are float32 min/max of the same
     float model on the same observations, summed in different orders)."""
     q = ck.extra.get("quantization")
     if not q:
         return None
     out = {k: v for k, v in q.items() if k != "ranges"}
-    trained = q.get("ranges") or []  # int8 activation ranges; none for a weights-only (16x8) recovery
+    trained = q.get("ranges") or []
+    kind = {"int8": "INT8", "int16": "INT16"}.get(q.get("activations", "int8"))
     rows = attribution.get("tensors", []) if attribution.get("available") else []
-    if rows and len(rows) == len(trained) and all(r["type"] == "INT8" for r in rows):
+    if rows and len(rows) == len(trained) and all(r["type"] == kind for r in rows):
         rel = max(abs(r["scale"] - s) / s for r, (s, _) in zip(rows, trained))
         out["ranges_match"] = bool(rel <= 1e-5 and all(r["zero_point"] == z for r, (_, z) in zip(rows, trained)))
         out["ranges_max_rel_diff"] = float(rel)

@@ -205,17 +205,23 @@ class FakeQuantPolicy(nn.Module):
         return names
 
     @torch.no_grad()
-    def calibrate(self, x: torch.Tensor) -> list[tuple[float, int]]:
-        """Ranges from the float model on ``x`` (model inputs), by the converter's rule."""
+    def calibrate(self, x: torch.Tensor, bits: int = 8) -> list[tuple[float, int]]:
+        """Ranges from the float model on ``x`` (model inputs), by the converter's rule: int8
+        asymmetric min/max; int16 (``bits=16``, the 16x8 mode) symmetric, ``max|x| / 32767``,
+        zero point 0, TANH's output 1/32768. Sets ``bounds`` to the type's range."""
         ts = self.tensors(torch.as_tensor(x, dtype=self.gain.dtype), quantize=False)
         names = self.tensor_names()
         qp = []
         for t, name in zip(ts, names):
-            if name == "action (tanh)":
+            if bits == 16:
+                m = max(abs(t.min().item()), abs(t.max().item()))
+                qp.append((1.0 / 32768.0, 0) if name == "action (tanh)" else (float(np.float32(m / 32767.0)) or 1.0, 0))
+            elif name == "action (tanh)":
                 qp.append((TANH_SCALE, TANH_ZERO_POINT))
             else:
                 qp.append(minmax_qparams(t.min().item(), t.max().item()))
         self.qparams = qp
+        self.bounds = [(-32768, 32767) if bits == 16 else (QMIN, QMAX)] * len(qp)
         return qp
 
 
