@@ -70,6 +70,9 @@ def quant_aware_distill(student, teacher, normalization: dict | None, teacher_no
     params = [*student.model.encoder.parameters(), *student.model.pi.parameters()]
     optim = torch.optim.Adam(params, lr=cfg.lr)
     losses = []
+    calib_target = teacher_actions(teacher, teacher_normalization, np.asarray(calib_obs, np.float32))
+    before = _objective(fq, x_calib, bits, calib_target, cfg.float_weight)
+    start = [p.detach().clone() for p in params]
     student.model.train()
     for step in range(cfg.steps):
         if step % cfg.recalibrate_every == 0:
@@ -84,9 +87,26 @@ def quant_aware_distill(student, teacher, normalization: dict | None, teacher_no
         optim.step()
         losses.append(loss.item())
     student.model.eval()
+    after = _objective(fq, x_calib, bits, calib_target, cfg.float_weight)
+    reverted = after > before  # training made it worse (it can: reacher-easy int8): keep the start
+    if reverted:
+        with torch.no_grad():
+            for p, p0 in zip(params, start):
+                p.copy_(p0)
     ranges = fq.calibrate(x_calib, bits)
     fq.only = None
-    return {"losses": losses, "ranges": ranges, "policy": fq}
+    return {"losses": losses, "ranges": ranges, "policy": fq, "objective_before": before,
+            "objective_after": after, "reverted": bool(reverted)}
+
+
+@torch.no_grad()
+def _objective(fq: FakeQuantPolicy, x: torch.Tensor, bits: int, target: torch.Tensor, float_weight: float) -> float:
+    """The training loss on the calibration observations (training split), ranges recomputed."""
+    fq.calibrate(x, bits)
+    fq.only = {"weights", *range(len(fq.qparams))} if bits == 16 else None
+    loss = F.mse_loss(fq(x), target) + float_weight * F.mse_loss(fq.tensors(x, quantize=False)[-1], target)
+    fq.only = None
+    return float(loss)
 
 
 def qat_recover(student, teacher, ck, prescale: str, cfg: QatConfig | None = None,
@@ -107,4 +127,6 @@ def qat_recover(student, teacher, ck, prescale: str, cfg: QatConfig | None = Non
     return {"aware": True, "activations": cfg.activations, "input_prescale": prescale, "steps": cfg.steps,
             "lr": cfg.lr, "batch_size": cfg.batch_size, "seed": cfg.seed,
             "loss_first": losses[0] if losses else None, "loss_last": float(np.mean(losses[-20:])) if losses else None,
+            "objective_before": out["objective_before"], "objective_after": out["objective_after"],
+            "reverted": out["reverted"],
             "ranges": [[float(s), int(z)] for s, z in out["ranges"]]}
