@@ -108,20 +108,17 @@ def test_a_forged_crc_valid_reply_is_never_applied(emulated, model_dir, task):
 def test_a_cut_for_good_stops_the_run_with_a_report(emulated, model_dir, task, tmp_path, capsys):
     """``cpr-edge hil --port socket://…`` attached through the proxy to a running QEMU; the
     link is cut for good mid-run: report.json with passed false and the reason, exit 3."""
-    import threading
-
     from cpr_edge.cli import main
 
     s, proxy = fault_session(emulated, model_dir)
     with proxy, s.start():
         s.link.close()  # the command attaches by itself, through the proxy
-        timer = threading.Timer(3.0, proxy.cut_for_good)
-        timer.start()
-        try:
-            rc = main(["hil", "--board", emulated.name, "--model", str(model_dir), "--port", proxy.url,
-                       "--episodes", "3", "--out", str(tmp_path / "run")])
-        finally:
-            timer.cancel()
+        # cut once the run is well under way: after about 2000 bytes through the proxy (the
+        # handshake and some 60 control steps of the first of 3 episodes, ~30 bytes a step).
+        # Tied to the traffic, not to a timer: a fast machine finished the run before a 3 s timer.
+        proxy.cut_for_good_at = proxy.counters.bytes + 2000
+        rc = main(["hil", "--board", emulated.name, "--model", str(model_dir), "--port", proxy.url,
+                   "--episodes", "3", "--out", str(tmp_path / "run")])
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert rc == 3 and report["passed"] is False
     assert report["stopped"]["kind"] == "link" and "link lost" in report["stopped"]["reason"]

@@ -65,6 +65,9 @@ class FaultProxy:
         self.outage_until = 0.0
         self.forge_next = 0
         self.refuse = False
+        self.cut_for_good_at: int | None = None
+        """``cut_for_good()`` once this many bytes crossed the proxy (a cut tied to the
+        traffic, not to the wall clock: a fast run would otherwise end before it)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="fault-proxy", daemon=True)
         self._thread.start()
@@ -81,6 +84,10 @@ class FaultProxy:
     def _mangle(self, data: bytes, enabled: bool) -> bytes:
         c = self.config
         self.counters.bytes += len(data)
+        if self.cut_for_good_at is not None and self.counters.bytes >= self.cut_for_good_at:
+            self.cut_for_good_at = None
+            self.cut_for_good()
+            return b""
         if time.monotonic() < self.outage_until:  # the wire is dead: everything is lost
             self.counters.outage_bytes += len(data)
             return b""
