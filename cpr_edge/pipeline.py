@@ -276,6 +276,9 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
         extra = {"job": {"checkpoint": str(src), "metric": args.metric, "ratio": args.ratio, "board": args.board,
                          "episodes": args.episodes, "out": str(out)},
                  "precision": {**choice.to_dict(), "baseline": base.get("precision")},
+                 "quantization": {"precision": choice.to_dict(), "action_error": export_info.get("error"),
+                                  "attribution": export_info.get("attribution"),
+                                  "recovery": export_info.get("quantization_aware")},
                  "baseline_parallel": {"times": base.get("times"), "skipped": base.get("error")}}
         if "error" in base:
             result["returns"].pop("unpruned_int8_board", None)

@@ -103,21 +103,3 @@ def _isolated(fq: FakeQuantPolicy, x: torch.Tensor, want: np.ndarray, only: set)
     finally:
         fq.only = None
     return _stats(np.abs(got - want))
-
-
-def attribution_lines(att: dict) -> list[str]:
-    """A markdown table for report.md / the CLI."""
-    if not att or not att.get("available"):
-        return [f"(no per-tensor attribution: {att.get('why', 'not computed') if att else 'not computed'})"]
-    lines = ["| tensor | scale | float range | accumulated error mean / p99 (LSB) | action error if only this is quantised (mean / p99) |",
-             "|---|---|---|---|---|"]
-    for t in att["tensors"]:
-        a, i = t["accumulated"], t["isolated"]
-        lines.append(f"| {t['name']} | {t['scale']:.4g} | [{t['float_min']:.2f}, {t['float_max']:.2f}] | "
-                     f"{a['mean_abs']:.4f} / {a['p99_abs']:.4f} ({a['mean_lsb']:.2f}) | {i['mean_abs']:.4f} / {i['p99_abs']:.4f} |")
-    w = att["weights_isolated"]
-    lines.append(f"| weights (all layers) | per channel | | | {w['mean_abs']:.4f} / {w['p99_abs']:.4f} |")
-    if att.get("exact_fraction") is not None:
-        lines.append(f"\nInteger emulation equal to TFLM on {att['exact_fraction']:.1%} of "
-                     f"{att['observations']} held-back observations (every tensor).")
-    return lines

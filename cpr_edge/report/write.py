@@ -110,12 +110,44 @@ def markdown(report: dict) -> str:
     if link:
         lines += ["", f"Link: {link.get('steps_per_s')} control steps/s, counters {link.get('link')}, "
                       f"board STATS {link.get('stats')}."]
+    if r.get("quantization"):
+        lines += ["", "## Quantisation", ""] + quantization_lines(r["quantization"])
     if r.get("timings"):
         lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---|"]
         lines += [f"| {k} | {v:.1f} |" for k, v in r["timings"].items()]
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in r.get("plots", [])]
     lines += ["", "## Tools", "", ", ".join(f"{k} {v}" for k, v in r["tools"].items() if v), ""]
     return "\n".join(lines)
+
+
+def quantization_lines(q: dict) -> list[str]:
+    """The precision chosen, the held-back action error and where it comes from (export.json's
+    ``attribution``, docs/export.md)."""
+    lines = []
+    p = q.get("precision") or {}
+    if p:
+        tried = "; ".join(f"{t['precision']}: {t['result']}" for t in p.get("tried", []))
+        lines.append(f"Precision {p.get('chosen')} (asked {p.get('requested')}; tried {tried}).")
+    e = q.get("action_error") or {}
+    if e:
+        lines.append(f"Held-back action error against the pruned float policy: mean {e['mean_abs']:.4f}, "
+                     f"p99 {e['p99_abs']:.4f}, max {e['max_abs']:.4f} over {e.get('observations')} observations.")
+    att = q.get("attribution") or {}
+    if not att.get("available"):
+        return lines + ([f"(no per-tensor attribution: {att.get('why')})"] if att else [])
+    lines += ["", "| tensor | scale | float range | accumulated error mean / p99 (LSB) | "
+                  "action error if only this is quantised (mean / p99) |", "|---|---|---|---|---|"]
+    for t in att["tensors"]:
+        a, i = t["accumulated"], t["isolated"]
+        lines.append(f"| {t['name']} | {t['scale']:.4g} | [{t['float_min']:.2f}, {t['float_max']:.2f}] | "
+                     f"{a['mean_abs']:.4f} / {a['p99_abs']:.4f} ({a['mean_lsb']:.2f}) | "
+                     f"{i['mean_abs']:.4f} / {i['p99_abs']:.4f} |")
+    w = att["weights_isolated"]
+    lines.append(f"| weights (all layers) | per channel | | | {w['mean_abs']:.4f} / {w['p99_abs']:.4f} |")
+    if att.get("exact_fraction") is not None:
+        lines.append(f"\nInteger emulation equal to TFLM on {att['exact_fraction']:.1%} of "
+                     f"{att['observations']} held-back observations (every tensor).")
+    return lines
 
 
 def write_report(out_dir, result: dict, episodes, prune_report: dict | None = None,
