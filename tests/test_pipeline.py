@@ -1,4 +1,4 @@
-"""``cpr-edge prune-and-flash`` end to end on QEMU (tiny checkpoint, one episode)."""
+"""``cpr-edge prune-and-flash`` end to end on QEMU (tiny checkpoint, three episodes)."""
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +14,10 @@ from cpr_edge.pipeline import STAGES
 @pytest.mark.slow
 def test_prune_and_flash_end_to_end(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["prune-and-flash", "--checkpoint", str(tiny_checkpoint), "--episodes", "1",
+    # 3 paired episodes, the fewest the paired return checks can decide with (one pair has no
+    # variance: always INCONCLUSIVE, exit 1); on cartpole the per-seed ratios of this run stay
+    # within ~2 % of each other, so 3 suffice (measured: return_ratio lower bound 0.969)
+    rc = main(["prune-and-flash", "--checkpoint", str(tiny_checkpoint), "--episodes", "3",
                "--recover-steps", "20", "--out", str(out), "--json"])
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
@@ -25,7 +28,11 @@ def test_prune_and_flash_end_to_end(tiny_checkpoint, tmp_path, capsys):
     for i, stage in enumerate(STAGES, 1):  # every stage announced its progress
         assert f"[{i}/9]" in captured.err
         assert stage in report["timings"]
-    names = {c["name"] for c in report["checks"]}
+    checks = {c["name"]: c for c in report["checks"]}
+    for name in ("return_ratio", "int8_fidelity"):  # decided by the one-sided 95 % bound
+        c = checks[name]
+        assert c["verdict"] == "PASS" and c["episodes"] == 3 and c["lower_95"] >= c["threshold"], c
+    names = set(checks)
     assert {"return_ratio", "int8_fidelity", "latency_p99", "memory_fits", "board_episodes_completed",
             "baseline_board_episodes_completed"} <= names
     # held-out seeds, and the baseline checkpoint is the one pruned from
@@ -40,7 +47,7 @@ def test_prune_and_flash_end_to_end(tiny_checkpoint, tmp_path, capsys):
     assert report["boards"]["unpruned_int8_board"]["model_sha256"] == base_sha
     assert set(report["returns"]) == {"pruned_board", "unpruned_float_host", "unpruned_int8_board",
                                       "pruned_float_host"}
-    assert len({len(v) for v in report["returns"].values()}) == 1
+    assert {len(v) for v in report["returns"].values()} == {3}
     prune = json.loads((out / "prune.json").read_text())
     assert prune["params"]["deployed"]["after"] < prune["params"]["deployed"]["before"]
     assert (out / "pruned.pt").is_file() and (out / "report.md").is_file()
