@@ -198,6 +198,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     from cpr_edge.hil.run import HilConfig, run_hil
     from cpr_edge.hil.session import is_emulated
     from cpr_edge.pruning import prune_checkpoint
+    from cpr_edge.export.pipeline import resolve_prescale
     from cpr_edge.precision import candidates, export_options
     from cpr_edge.pruning.prune import check_args
     from cpr_edge.report.write import markdown, write_report
@@ -216,6 +217,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
         raise CprError(f"board {args.board} is a real board: give its serial port with --port")
     src = resolve_checkpoint(args.checkpoint, args.task, args.preset)
     ck = load_checkpoint(src)
+    opts.prescale = resolve_prescale(ck, opts.prescale)  # one prescale for the model and baseline b
     from cpr_edge.preflight import preflight
     from cpr_edge.runfolder import RunFolder
 
@@ -242,11 +244,11 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
 
         # identity: which checkpoint this one was pruned from (cpr-edge hil checks the baseline)
         pruned.extra["pruning"]["source_sha256"] = sha256_of(src)
-        export_info, build, choice = deploy(ck, pruned, out, board, precisions, opts, args.qat_steps, args.seed,
-                                            say, clock)
+        export_info, build, choice, deployed = deploy(ck, pruned, out, board, precisions, opts, args.qat_steps,
+                                                      args.seed, say, clock, budget)
         info["precision"] = choice.chosen
-        if "quantization" in pruned.extra:
-            info["quantization"] = {k: v for k, v in pruned.extra["quantization"].items() if k != "ranges"}
+        if "quantization" in deployed.extra:  # prune.json's returns are those before this recovery
+            info["quantization"] = {k: v for k, v in deployed.extra["quantization"].items() if k != "ranges"}
         write_json_atomic(out / "prune.json", info)
         t = time.perf_counter()
         base = baseline.get()
@@ -301,13 +303,17 @@ def _worker_ignores_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def deploy(ck, pruned, out: Path, board, precisions: list[str], opts, qat_steps: int, seed: int, say, clock):
-    """Stages 3-6 at the most faithful precision whose firmware fits ``board``: 16x8, else
+def deploy(ck, pruned, out: Path, board, precisions: list[str], opts, qat_steps: int, seed: int, say, clock,
+           budget_s: float | None = None):
+    """Stages 3-6 at the most faithful precision whose firmware fits ``board`` (flash, RAM, and
+    on an emulated board the latency budget, default the task's control period): 16x8, else
     int8, each after quantisation-aware recovery of the distilled checkpoint for that
-    precision (the unpruned agent the teacher; int8 weights only for 16x8). The deployed
-    checkpoint is ``pruned.pt`` (baseline c is its float policy)."""
+    precision (the unpruned agent the teacher; int8 weights and activations on int16 grids for
+    16x8). The deployed checkpoint is ``pruned.pt`` (baseline c is its float policy)."""
     from cpr_edge.agents.checkpoint import load_checkpoint, save_checkpoint
-    from cpr_edge.precision import STEPS, Choice, does_not_fit
+    from cpr_edge.precision import STEPS, Choice, does_not_fit, latency_probe
+
+    budget_s = float(budget_s if budget_s is not None else ck.spec["control_timestep"])
 
     choice = Choice(requested="auto" if len(precisions) > 1 else precisions[0])
     for i, precision in enumerate(precisions):
@@ -316,12 +322,12 @@ def deploy(ck, pruned, out: Path, board, precisions: list[str], opts, qat_steps:
             from cpr_edge.quant.qat import QatConfig, qat_recover
 
             t = time.perf_counter()
-            prescale = opts.prescale or "standardize"
+            prescale = opts.prescale
             what = "int8 weights" if precision == "16x8" else "int8 weights and activations"
             say(f"[2/9] recover: quantisation-aware ({what}), {qat_steps} steps, input prescale {prescale}")
             deployed.extra["quantization"] = qat_recover(
                 deployed.agent, ck.agent, deployed, prescale,
-                QatConfig(steps=qat_steps, seed=seed, activations=STEPS[precision]))
+                QatConfig(steps=qat_steps, seed=seed, activations=STEPS[precision], granularity=opts.granularity))
             clock.add("recover", time.perf_counter() - t)
         save_checkpoint(deployed, out / "pruned.pt")
         deployed = load_checkpoint(out / "pruned.pt")  # export records this path as the model's source
@@ -337,9 +343,17 @@ def deploy(ck, pruned, out: Path, board, precisions: list[str], opts, qat_steps:
         finally:
             for k, v in times.items():
                 clock.add(k, v)
+        if i + 1 < len(precisions):  # a slower precision with a faster one left to try
+            lat = latency_probe(board, build, out / "model", budget_s)
+            if lat is not None and not lat["fits"]:
+                why = (f"invoke {lat['invoke_max']} {lat['unit']} = {lat['seconds_estimate'] * 1e3:.2f} ms "
+                       f"(estimate) over the {budget_s * 1e3:g} ms budget")
+                choice.tried.append({"precision": precision, "result": why})
+                say(f"      {precision}: {why}; next: {precisions[i + 1]}")
+                continue
         choice.tried.append({"precision": precision, "result": "fits"})
         choice.chosen = precision
-        return info, build, choice
+        return info, build, choice, deployed
     raise CprError("no precision left to try")  # unreachable: the last failure re-raises
 
 

@@ -6,8 +6,10 @@ Measured on the shipped checkpoints (docs/export.md): 16x8 leaves a held-back ac
 of mean 0.004 / p99 0.02 where int8 leaves 0.06-0.08 / 0.2-0.26 even after quantisation-aware
 recovery (the policies are steep; every 8-bit tensor costs about as much as the input), at
 about twice the activation RAM (1 088 B vs 544 B on cartpole) and a few percent more flash.
-A build that does not fit is the signal to step down; the latency check then runs on
-whatever was chosen.
+A build that does not fit the board's flash or RAM, or (on an emulated board) whose invoke
+count measured by BENCH exceeds the latency budget at the board's clock, is the signal to step
+down (16x8 costs about twice int8's instructions); the HIL latency check then runs on whatever
+was chosen.
 """
 from __future__ import annotations
 
@@ -87,3 +89,21 @@ def export_options(args: argparse.Namespace) -> ExportOptions:
         raise CprError(f"--qat-steps must be >= 0, got {args.qat_steps}")
     return ExportOptions(io=args.io, granularity=args.granularity, prescale=args.input_prescale,
                          allow_float=args.allow_float)
+
+
+def latency_probe(board, build: dict, model_dir, budget_s: float) -> dict | None:
+    """On an emulated board: boot the firmware, BENCH 20 invokes, and compare the slowest with
+    the budget at the board's clock (QEMU counts instructions: one per cycle assumed, an
+    estimate, as the latency check says). None on a real board (the HIL run measures it)."""
+    from pathlib import Path
+
+    from cpr_edge.hil.session import QemuSession, is_emulated, sha256_file
+
+    if not is_emulated(board):
+        return None
+    with QemuSession(board, build["elf"], sha256_file(Path(model_dir) / "model_int8.tflite")) as s:
+        bench = s.link.bench(20)
+        unit, clock = s.hello.counter_unit, s.hello.clock_hz
+    seconds = bench["max"] / clock
+    return {"invoke_max": bench["max"], "unit": unit, "seconds_estimate": seconds, "budget_s": budget_s,
+            "fits": seconds <= budget_s}

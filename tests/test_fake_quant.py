@@ -54,6 +54,18 @@ def standardized(tiny_checkpoint, tmp_path_factory):
     return out, info, load_checkpoint(tiny_checkpoint)
 
 
+def _shifted_teacher(agent):
+    """A teacher that acts differently from the student (its last layer nudged), so that the
+    recovery has something to learn and its weights move (a student that already equals its
+    teacher gains nothing; the recovery would keep its starting weights)."""
+    teacher = copy.deepcopy(agent)
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(0)
+        last = teacher.model.pi.net[-1]
+        last.weight.add_(0.05 * torch.randn(last.weight.shape, generator=gen))
+    return teacher
+
+
 def _policy(ck, info, calib):
     off, gain = np.asarray(info["input"]["offset"], np.float32), np.asarray(info["input"]["gain"], np.float32)
     fq = FakeQuantPolicy(ck.agent.model.encoder, ck.agent.model.pi, ck.normalization, off, gain)
@@ -104,11 +116,13 @@ def test_export_of_a_qat_checkpoint_keeps_the_trained_ranges(tiny_checkpoint, tm
     from cpr_edge.quant.qat import QatConfig, qat_recover
 
     ck = load_checkpoint(tiny_checkpoint)
-    ck.extra["quantization"] = qat_recover(ck.agent, copy.deepcopy(ck.agent), ck, "standardize",
+    ck.extra["quantization"] = qat_recover(ck.agent, _shifted_teacher(ck.agent), ck, "standardize",
                                            QatConfig(steps=100, lr=1e-3))
     path = save_checkpoint(ck, tmp_path / "qat.pt")
+    assert ck.extra["quantization"]["reverted"] is False  # else the ranges would match trivially
     after = export_checkpoint(path, tmp_path / "qat_model")
     assert after["input_prescale"] == "standardize"  # taken from the checkpoint
+    assert after["activations"] == "int8"  # the trained type is the export's default
     assert after["quantization_aware"]["steps"] == 100
     assert after["quantization_aware"]["ranges_match"] is True
     assert after["attribution"]["exact_fraction"] == 1.0
@@ -120,11 +134,12 @@ def test_16x8_recovery_trains_on_the_converters_int16_ranges(tiny_checkpoint, tm
     from cpr_edge.quant.qat import QatConfig, qat_recover
 
     ck = load_checkpoint(tiny_checkpoint)
-    ck.extra["quantization"] = qat_recover(ck.agent, copy.deepcopy(ck.agent), ck, "standardize",
-                                           QatConfig(steps=50, activations="int16"))
+    ck.extra["quantization"] = qat_recover(ck.agent, _shifted_teacher(ck.agent), ck, "standardize",
+                                           QatConfig(steps=50, lr=1e-3, activations="int16"))
     assert all(z == 0 for _, z in ck.extra["quantization"]["ranges"])
+    assert ck.extra["quantization"]["reverted"] is False
     path = save_checkpoint(ck, tmp_path / "qat16.pt")
-    info = export_checkpoint(path, tmp_path / "m16", activations="int16")
+    info = export_checkpoint(path, tmp_path / "m16")  # int16 from the checkpoint's record
     assert info["input"]["type"] == "INT16"
     assert info["quantization_aware"]["activations"] == "int16"
     assert info["quantization_aware"]["ranges_match"] is True
@@ -150,6 +165,29 @@ def test_qat_brings_the_int8_policy_closer_to_the_float_teacher(shipped_cartpole
     after = err()
     assert rec["loss_last"] < rec["loss_first"]
     assert after < 0.9 * before, (before, after)
+
+
+def test_relu_per_tensor_float_io_affine_normalisation_bit_exact(make_checkpoint, tmp_path):
+    """The other layer and export kinds: fused ReLU, one weight scale per tensor, float model
+    I/O (the QUANTIZE / DEQUANTIZE inside the model) and an affine observation normalisation
+    folded into the first layer: the integer path equals TFLM on random inputs."""
+    path = make_checkpoint(tmp_path / "relu.pt", activation="relu", seed=5)
+    ck = load_checkpoint(path)
+    calib, _ = split_observations(ck)
+    ck.normalization = {"kind": "affine", "mean": calib.mean(0).tolist(), "std": (calib.std(0) + 0.1).tolist()}
+    path = save_checkpoint(ck, tmp_path / "relu_norm.pt")
+    out = tmp_path / "relu_pt_float"
+    info = export_checkpoint(path, out, io="float", granularity="per-tensor", prescale="standardize",
+                             activations="int8")
+    assert info["attribution"]["available"] and info["attribution"]["exact_fraction"] == 1.0
+    off, gain = np.asarray(info["input"]["offset"], np.float32), np.asarray(info["input"]["gain"], np.float32)
+    fq = FakeQuantPolicy(ck.agent.model.encoder, ck.agent.model.pi, ck.normalization, off, gain, "per-tensor")
+    fq.calibrate(torch.as_tensor((calib - off) * gain))
+    x = np.random.default_rng(2).uniform(-5, 5, (300, ck.arch.obs_dim)).astype(np.float32)
+    tflm = run_tflm((out / "model_int8.tflite").read_bytes(), x, info["input"], info["output"],
+                    info["tflm"]["arena_bytes"])
+    emulated = (int8_forward(fq, x)[-1].astype(np.float32) - 0) * np.float32(1 / 128)
+    np.testing.assert_array_equal(emulated, tflm)
 
 
 def test_export_refuses_another_prescale_than_the_trained_one(tiny_checkpoint, tmp_path):

@@ -54,10 +54,10 @@ def tflm_tensors(data: bytes, model, x: np.ndarray, input_q: dict) -> tuple[list
 
 
 def error_attribution(ck, data: bytes, model, calib_x: np.ndarray, held_x: np.ndarray,
-                      offset: np.ndarray, gain: np.ndarray, input_q: dict) -> dict:
+                      offset: np.ndarray, gain: np.ndarray, input_q: dict, granularity: str = "per-channel") -> dict:
     """export.json ``attribution`` (``calib_x`` / ``held_x``: prescaled model inputs)."""
     try:
-        fq = FakeQuantPolicy(ck.agent.model.encoder, ck.agent.model.pi, ck.normalization, offset, gain)
+        fq = FakeQuantPolicy(ck.agent.model.encoder, ck.agent.model.pi, ck.normalization, offset, gain, granularity)
     except CprError as e:  # a layer kind the fake-quant forward does not model
         return {"available": False, "why": str(e)}
     fq.calibrate(torch.as_tensor(calib_x, dtype=torch.float32))

@@ -97,19 +97,32 @@ def resolve_prescale(ck: Checkpoint, prescale: str | None) -> str:
     return prescale
 
 
+def resolve_activations(ck: Checkpoint, activations: str | None, default: str = "int8") -> str:
+    """The activation type: as asked, else the one a quantisation-aware recovery trained for,
+    else ``default``; another than the trained one is refused (its ranges would not match)."""
+    trained = (ck.extra.get("quantization") or {}).get("activations")
+    if activations is None:
+        activations = trained or default
+    if activations not in ACTIVATIONS:
+        raise CprError(f"activations must be one of {', '.join(ACTIVATIONS)}, not {activations!r}")
+    if trained is not None and activations != trained:
+        raise CprError(f"the checkpoint was trained quantisation-aware for {trained} activations; exporting "
+                       f"it with {activations} would discard that (omit --activations)")
+    return activations
+
+
 def export_checkpoint(checkpoint: str | Path | Checkpoint, out_dir: str | Path, io: str = "int8",
                       granularity: str = "per-channel", allow_float: bool = False,
                       progress: Callable[[str], None] | None = None,
                       compare_granularity: bool = False, prescale: str | None = None,
-                      activations: str = "int8") -> dict:
+                      activations: str | None = None) -> dict:
     say = progress or (lambda line: None)
-    if activations not in ACTIVATIONS:
-        raise CprError(f"activations must be one of {', '.join(ACTIVATIONS)}, not {activations!r}")
+    ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    activations = resolve_activations(ck, activations)
     if io not in IO_TYPES:
         raise CprError(f"io must be one of {', '.join(IO_TYPES)}, not {io!r}")
     if granularity not in GRANULARITIES:
         raise CprError(f"granularity must be one of {', '.join(GRANULARITIES)}, not {granularity!r}")
-    ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     prescale = resolve_prescale(ck, prescale)
     calib, held = split_observations(ck)
     input_prescale(calib, prescale)  # refuse an unknown kind before the slow stages
@@ -161,7 +174,7 @@ def _export(ck: Checkpoint, out_dir: Path, calib: np.ndarray, held: np.ndarray, 
 
         t = time.perf_counter()
         attribution = error_attribution(ck, built["bytes"], built["model"], model_calib, (held - offset) * gain,
-                                        offset, gain, flatbuffer.io_quant(built["model"], "input"))
+                                        offset, gain, flatbuffer.io_quant(built["model"], "input"), granularity)
         times["attribution"] = time.perf_counter() - t
         if attribution.get("available"):
             worst = max(attribution["tensors"], key=lambda r: r["isolated"]["mean_abs"])

@@ -29,7 +29,9 @@ def quantize_input(obs: np.ndarray, q: dict) -> np.ndarray:
     if q["type"] not in INTEGER_IO:
         return obs.astype(np.float32)
     dtype, lo, hi = INTEGER_IO[q["type"]]
-    return np.clip(np.round(obs / q["scale"]) + q["zero_point"], lo, hi).astype(dtype)
+    # as TFLM's QUANTIZE and the board: float32 division, round half away from zero
+    ratio = np.asarray(obs, np.float32) / np.float32(q["scale"])
+    return np.clip(np.sign(ratio) * np.floor(np.abs(ratio) + 0.5) + q["zero_point"], lo, hi).astype(dtype)
 
 
 def dequantize_output(y: np.ndarray, q: dict) -> np.ndarray:

@@ -14,7 +14,7 @@ from cpr_edge.importance.metrics import METRICS
 from cpr_edge.pruning.allocation import ALLOCATIONS, DEPLOYED, TARGETS, Bounds, count, told_allocate
 from cpr_edge.pruning.pruner import ADDITIVE, importance_scores, latent_sizes, lowest, prune_agent, weights_per_unit
 from cpr_edge.pruning.recovery import RECOVERIES, distill, finetune
-from cpr_edge.quant.calibration import train_and_held
+from cpr_edge.quant.calibration import train_and_held, training_episodes
 from cpr_edge.quant.qat import QatConfig, qat_recover
 
 
@@ -49,7 +49,7 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
                      seed: int = 0, eval_episodes: int = 5, progress: Callable[[str], None] | None = None,
                      bounds: Bounds | None = None, posthoc_steps: int = 16, finetune_batch: int = 64,
                      unpruned_returns: list[float] | None = None,
-                     input_prescale: str = "standardize") -> tuple[Checkpoint, dict]:
+                     input_prescale: str = "standardize", qat_activations: str = "int16") -> tuple[Checkpoint, dict]:
     """Prune ``ck`` and recover; returns the pruned checkpoint and the prune.json dict.
 
     Returns are policy-only (encoder -> pi, what a board runs), over ``eval_episodes`` episodes
@@ -92,10 +92,11 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
     if recover == "distill" and recover_steps > 0:
         losses = distill(pruned, agent, train_and_held(ck)[0], recover_steps, seed=seed)
     elif recover == "qat" and recover_steps > 0:
-        quantization = qat_recover(pruned, agent, ck, input_prescale, QatConfig(steps=recover_steps, seed=seed))
+        quantization = qat_recover(pruned, agent, ck, input_prescale,
+                                   QatConfig(steps=recover_steps, seed=seed, activations=qat_activations))
         losses = [quantization["loss_first"], quantization["loss_last"]]
     elif recover == "finetune" and recover_steps > 0:
-        losses = finetune(pruned, ck.replay, recover_steps, finetune_batch, seed)
+        losses = finetune(pruned, training_episodes(ck.replay), recover_steps, finetune_batch, seed)
     times["recover"] = time.perf_counter() - t
     t = time.perf_counter()
     recovered = recover != "none" and recover_steps > 0

@@ -17,6 +17,11 @@ MAX_CALIBRATION = 1000
 MAX_HELD_OUT = 1000
 
 
+def kept_episodes(episodes: int) -> int:
+    """Of two or more episodes, all but the last fifth (at least one held back) train."""
+    return episodes - max(1, episodes // 5)
+
+
 def train_and_held(ck: Checkpoint) -> tuple[np.ndarray, np.ndarray]:
     """All replay observations split into training and held-back ones, never overlapping.
 
@@ -35,10 +40,19 @@ def train_and_held(ck: Checkpoint) -> tuple[np.ndarray, np.ndarray]:
         raise CprError("calibration data is not finite: the replay observations contain NaN or inf")
     dim = obs.shape[-1]
     if obs.shape[0] >= 2:
-        held_eps = max(1, obs.shape[0] // 5)
-        return obs[:-held_eps].reshape(-1, dim), obs[-held_eps:].reshape(-1, dim)
+        keep = kept_episodes(obs.shape[0])
+        return obs[:keep].reshape(-1, dim), obs[keep:].reshape(-1, dim)
     flat = obs.reshape(-1, dim)
     return flat[0::2], flat[1::2]
+
+
+def training_episodes(replay: dict) -> dict:
+    """The replay sample without its held-back episodes (as ``train_and_held`` splits them), for
+    recoveries that train on whole episodes (TOLD fine-tuning)."""
+    episodes = np.asarray(replay["obs"]).shape[0]
+    if episodes < 2:
+        return replay
+    return {k: np.asarray(v)[:kept_episodes(episodes)] for k, v in replay.items()}
 
 
 def split_observations(ck: Checkpoint) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 3e-4)")
     p.add_argument("--input-prescale", choices=["none", "standardize"], default="standardize",
                    help="the input prescale the export will use (default standardize)")
+    p.add_argument("--activations", choices=["int8", "int16"], default="int16",
+                   help="the export's activation type it trains for: int16 (default, as cpr-edge export) "
+                        "or int8")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print what was recorded as JSON")
     p.set_defaults(func=cmd_qat)
@@ -38,7 +41,7 @@ def cmd_qat(args: argparse.Namespace) -> int:
     from cpr_edge.quant.qat import QatConfig, qat_recover
 
     torch.set_num_threads(1)
-    cfg = QatConfig(seed=args.seed)
+    cfg = QatConfig(seed=args.seed, activations=args.activations)
     if args.steps is not None:
         if args.steps < 1:
             raise CprError(f"--steps must be at least 1, got {args.steps}")
@@ -49,13 +52,15 @@ def cmd_qat(args: argparse.Namespace) -> int:
         cfg = replace(cfg, lr=args.lr)
     ck = load_checkpoint(resolve_checkpoint(args.checkpoint, args.task, args.preset))
     teacher = copy.deepcopy(ck.agent)
-    print(f"qat: {cfg.steps} steps, input prescale {args.input_prescale}", file=sys.stderr, flush=True)
+    print(f"qat: {cfg.steps} steps, {cfg.activations} activations, input prescale {args.input_prescale}",
+          file=sys.stderr, flush=True)
     record = qat_recover(ck.agent, teacher, ck, args.input_prescale, cfg)
     extra = {**ck.extra, "quantization": record}
     out = Checkpoint(ck.agent, ck.task, ck.preset, ck.spec, ck.normalization, ck.replay, ck.training, extra, None)
     save_checkpoint(out, args.out)
     summary = {k: v for k, v in record.items() if k != "ranges"}
     emit(args, {"out": args.out, **summary},
-         f"wrote {args.out}: quantisation-aware, {cfg.steps} steps, loss {record['loss_first']:.5f} -> "
-         f"{record['loss_last']:.5f}")
+         f"wrote {args.out}: quantisation-aware ({cfg.activations}), {cfg.steps} steps, objective "
+         f"{record['objective_before']:.5f} -> {record['objective_after']:.5f}"
+         + (" (worse: the starting weights were kept)" if record["reverted"] else ""))
     return 0

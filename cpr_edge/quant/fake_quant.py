@@ -46,7 +46,8 @@ def minmax_qparams(lo: float, hi: float) -> tuple[float, int]:
     if hi - lo <= 0:
         return 1.0, 0
     scale = float(np.float32((hi - lo) / 255.0))
-    return scale, int(min(QMAX, max(QMIN, round(QMIN - lo / scale))))
+    zp = float(round_away(torch.tensor(QMIN - lo / scale, dtype=torch.float64)))
+    return scale, int(min(QMAX, max(QMIN, zp)))
 
 
 def fake_quant(x: torch.Tensor, scale: float, zp: int, qmin: int = QMIN, qmax: int = QMAX) -> torch.Tensor:
@@ -57,9 +58,12 @@ def fake_quant(x: torch.Tensor, scale: float, zp: int, qmin: int = QMIN, qmax: i
     return xc + ((q - zp) * scale - xc).detach()
 
 
-def weight_scales(w: torch.Tensor) -> torch.Tensor:
-    """Per output row: max |w| / 127 (an all-zero row gets scale 1)."""
+def weight_scales(w: torch.Tensor, per_channel: bool = True) -> torch.Tensor:
+    """Per output row (or, per tensor, one for all rows): max |w| / 127; an all-zero row gets
+    scale 1."""
     m = w.detach().abs().amax(dim=1)
+    if not per_channel:
+        m = m.max().expand_as(m)
     return torch.where(m > 0, m / 127.0, torch.ones_like(m)).float()
 
 
@@ -67,10 +71,13 @@ class FakeQuantPolicy(nn.Module):
     """encoder -> pi -> tanh as the int8 model computes it (see the module docstring)."""
 
     def __init__(self, encoder: nn.Module, pi: nn.Module, normalization: dict | None,
-                 offset: np.ndarray, gain: np.ndarray):
+                 offset: np.ndarray, gain: np.ndarray, granularity: str = "per-channel"):
         super().__init__()
         self.encoder, self.pi = encoder, pi
         self.stages = _stages(list(encoder.net) + list(pi.net))
+        if granularity not in ("per-channel", "per-tensor"):
+            raise CprError(f"granularity must be per-channel or per-tensor, not {granularity!r}")
+        self.per_channel = granularity == "per-channel"
         norm = normalization or {"kind": "none"}
         self.norm = None
         if norm.get("kind", "none") != "none":
@@ -127,6 +134,8 @@ class FakeQuantPolicy(nn.Module):
         if quantize and self.qparams is None:
             raise CprError("fake-quant policy has no ranges: call calibrate() first")
         exact = quantize and self.only is None
+        if exact and self.bounds and any(b != (QMIN, QMAX) for b in self.bounds):
+            raise CprError("the integer path models int8 models only; an int16 model is rounded with `only`")
         out: list[torch.Tensor] = []
         ints: list[torch.Tensor] = []
 
@@ -149,9 +158,11 @@ class FakeQuantPolicy(nn.Module):
             k_in = len(out) - 1
             if quantize and (exact or "weights" in self.only):
                 s_in = self.qparams[k_in][0]
-                sw = weight_scales(w)
+                sw = weight_scales(w, self.per_channel)
                 # the converter divides in float32 (a float64 ratio of 27.4999991 is 27.5 there)
-                wi = torch.clamp(round_away(w.detach().float() / sw[:, None]), -127, 127).double()
+                # the converter multiplies by the float32 inverse of the scale (53.499996, not the
+                # 53.5 a float32 division gives, rounds to 53 in a shipped reacher export)
+                wi = torch.clamp(round_away(w.detach().float() * (1.0 / sw.double()).float()[:, None]), -127, 127).double()
                 w = w + (wi.to(w.dtype) * sw[:, None] - w).detach()
                 if b is not None:
                     bs = (torch.tensor(s_in, dtype=torch.float32) * sw).double()
@@ -167,7 +178,7 @@ class FakeQuantPolicy(nn.Module):
                 acc = (ints[-1] - z_in) @ wi.long().T
                 if b is not None:
                     acc = acc + bi.long()
-                mult, shift = multipliers(float(np.float32(s_in)), sw.numpy(), s_out)
+                mult, shift = multipliers(float(np.float32(s_in)), sw.numpy(), s_out, self.per_channel)
                 lo = max(QMIN, z_out) if act == "relu" else QMIN
                 qi = torch.clamp(requantize_t(acc, mult, shift) + z_out, lo, QMAX)
             if act == "relu":  # fused into FULLY_CONNECTED: one tensor
@@ -242,11 +253,16 @@ def _stages(modules: list[nn.Module]) -> list[tuple[nn.Linear, str | None]]:
 
 
 # -- the integer path: what TFLM computes, bit for bit ---------------------------------
-def multipliers(s_in: float, s_w: np.ndarray, s_out: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (multiplier, shift) as TFLM's Prepare makes them: the float32 scales widened
-    to double, the ratio formed in double, split by QuantizeMultiplier (vectorised
-    ``cpr_edge.codegen.quant.quantize_multiplier``)."""
-    real = np.float64(s_in) * np.asarray(s_w, np.float32).astype(np.float64) / np.float64(np.float32(s_out))
+def multipliers(s_in: float, s_w: np.ndarray, s_out: float, per_channel: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(multiplier, shift) per row as TFLM's Prepare makes them: per channel the float32 scales
+    widened to double and the ratio formed in double; per tensor the input x weight product
+    taken in float32 first (GetQuantizedConvolutionMultipler); then QuantizeMultiplier
+    (vectorised ``cpr_edge.codegen.quant.quantize_multiplier``)."""
+    s_w = np.asarray(s_w, np.float32)
+    if per_channel:
+        real = np.float64(s_in) * s_w.astype(np.float64) / np.float64(np.float32(s_out))
+    else:
+        real = (np.float32(s_in) * s_w).astype(np.float64) / np.float64(np.float32(s_out))
     q, shift = np.frexp(real)
     fixed = np.floor(q * (1 << 31) + 0.5)
     shift = np.where(fixed == (1 << 31), shift + 1, shift)

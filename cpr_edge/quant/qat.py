@@ -37,6 +37,8 @@ class QatConfig:
     """``int8``: the whole int8 forward (bit-exact to TFLM); ``int16`` (the 16x8 export): int8
     weights and every activation rounded to its symmetric int16 grid (a rounding model of
     the 16x8 kernels, not bit-exact: their errors are ~256x below int8's)."""
+    granularity: str = "per-channel"
+    """The export's weight scales: per output channel or one per tensor."""
     float_weight: float = 1.0
     """Weight of the float student's own imitation loss: keeps the checkpoint's float policy
     the faithful float controller that its quantised model is measured against."""
@@ -59,7 +61,7 @@ def quant_aware_distill(student, teacher, normalization: dict | None, teacher_no
     """
     cfg = cfg or QatConfig()
     gen = torch.Generator().manual_seed(cfg.seed)
-    fq = FakeQuantPolicy(student.model.encoder, student.model.pi, normalization, offset, gain)
+    fq = FakeQuantPolicy(student.model.encoder, student.model.pi, normalization, offset, gain, cfg.granularity)
     if cfg.activations not in ("int8", "int16"):
         raise CprError(f"quantisation-aware activations must be int8 or int16, not {cfg.activations!r}")
     bits = 16 if cfg.activations == "int16" else 8
@@ -124,7 +126,8 @@ def qat_recover(student, teacher, ck, prescale: str, cfg: QatConfig | None = Non
     norm = teacher_normalization if teacher_normalization is not None else ck.normalization
     out = quant_aware_distill(student, teacher, ck.normalization, norm, train, calib, offset, gain, cfg)
     losses = out["losses"]
-    return {"aware": True, "activations": cfg.activations, "input_prescale": prescale, "steps": cfg.steps,
+    return {"aware": True, "activations": cfg.activations, "granularity": cfg.granularity,
+            "input_prescale": prescale, "steps": cfg.steps,
             "lr": cfg.lr, "batch_size": cfg.batch_size, "seed": cfg.seed,
             "loss_first": losses[0] if losses else None, "loss_last": float(np.mean(losses[-20:])) if losses else None,
             "objective_before": out["objective_before"], "objective_after": out["objective_after"],
