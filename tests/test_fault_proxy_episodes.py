@@ -25,7 +25,7 @@ def _session(model, proxy_config=None, **kw):
     proxy = FaultProxy(port, proxy_config) if proxy_config is not None else None
     s = QemuSession(load_board(BOARD), model / "firmware" / BOARD / "firmware.elf",
                     sha256_file(model / "model_int8.tflite"), port=port,
-                    link_url=proxy.link_url if proxy else None, link_timeout=0.15, link_retries=6, **kw)
+                    link_url=proxy.link_url if proxy else None, link_timeout=0.15, **kw)
     if proxy:
         proxy.session = s
     return s, proxy
@@ -69,7 +69,9 @@ def test_byte_faults_never_change_an_applied_action(hil_model_dir, clean, faults
     c = proxy.counters
     assert c.dropped + c.corrupted + c.delayed > 0  # faults really happened
     _check(e, clean)
-    assert e.failed is None, e.failed  # at these rates the bounded retries recover
+    # at these rates the default retry policy recovers (6 retries of 15-60 ms, as this test once
+    # set, ran out on a machine loaded by two test suites and two busy loops)
+    assert e.failed is None, e.failed
     if faults.drop or faults.corrupt:
         assert retries > 0  # lost bytes always cost a retry
     # A delay costs a retry only if the board's 50 ms frame timeout, counted in QEMU's

@@ -161,8 +161,10 @@ def test_qemu_dies_with_the_host(hil_model_dir, sig):
         qemu_pid = int(child.stdout.readline())
         os.kill(qemu_pid, 0)  # running
         child.send_signal(sig)
-        child.wait(timeout=10)
-        assert _gone(qemu_pid), f"QEMU {qemu_pid} outlived its host after signal {sig}"
+        # what is tested is that QEMU never outlives its host, not how fast a loaded 2-core
+        # machine schedules the host's exit: 10 s was exceeded once with two suites running
+        child.wait(timeout=120)
+        assert _gone(qemu_pid, within=30), f"QEMU {qemu_pid} outlived its host after signal {sig}"
     finally:
         if child.poll() is None:
             child.kill()
