@@ -122,23 +122,19 @@ def fuzz_stream(n_frames: int, seed: int = 0, marker_every: int = 20):
     yield bytes(out), markers
 
 
-def run_fuzz(n_frames: int, seed: int = 0, work_dir=None, timeout_s: float = 3600) -> dict:
-    """Feed ``n_frames`` random/mutated/valid frames to the sanitized parser; raise CprError on
-    a crash, a sanitizer report, a violated invariant or a lost marker. Returns the counters."""
-    import tempfile
-
-    work = Path(work_dir or tempfile.mkdtemp(prefix="cpr-fuzz-"))
-    exe = build_fuzz_harness(work)
-    proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+def feed_harness(exe: Path, stream, timeout_s: float) -> tuple[int, str, str, list]:
+    """Run a fuzz harness on the ``(chunk, markers)`` pairs of ``stream`` through its stdin,
+    reading its stdout and stderr meanwhile; a harness that dies or hangs is killed. Returns
+    (exit status, stdout, stderr, every marker sent)."""
     import threading
 
+    proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     captured = {}
     reader = threading.Thread(target=lambda: captured.update(out=proc.stdout.read(), err=proc.stderr.read()))
     reader.start()
     expected = []
     try:
-        for chunk, markers in fuzz_stream(n_frames, seed):
+        for chunk, markers in stream:
             proc.stdin.write(chunk)
             expected += markers
         proc.stdin.close()
@@ -147,9 +143,19 @@ def run_fuzz(n_frames: int, seed: int = 0, work_dir=None, timeout_s: float = 360
         proc.kill()
         proc.wait()
     reader.join()
-    out, err = captured.get("out", b"").decode(), captured.get("err", b"").decode()
-    if proc.returncode != 0:
-        raise CprError(f"frame parser fuzzing failed (exit {proc.returncode}): {err.strip()[:500]}")
+    return proc.returncode, captured.get("out", b"").decode(), captured.get("err", b"").decode(), expected
+
+
+def run_fuzz(n_frames: int, seed: int = 0, work_dir=None, timeout_s: float = 3600) -> dict:
+    """Feed ``n_frames`` random/mutated/valid frames to the sanitized parser; raise CprError on
+    a crash, a sanitizer report, a violated invariant or a lost marker. Returns the counters."""
+    import tempfile
+
+    work = Path(work_dir or tempfile.mkdtemp(prefix="cpr-fuzz-"))
+    exe = build_fuzz_harness(work)
+    returncode, out, err, expected = feed_harness(exe, fuzz_stream(n_frames, seed), timeout_s)
+    if returncode != 0:
+        raise CprError(f"frame parser fuzzing failed (exit {returncode}): {err.strip()[:500]}")
     seen = [int(ln.split()[1]) for ln in out.splitlines() if ln.startswith("marker ")]
     last = out.strip().splitlines()[-1].split()
     counters = {last[i]: int(last[i + 1]) for i in range(1, len(last) - 1, 2)}

@@ -18,13 +18,12 @@ import shutil
 import struct
 import subprocess
 import tempfile
-import threading
 from pathlib import Path
 
 import numpy as np
 
 from cpr_edge.build import firmware_dir
-from cpr_edge.build.fuzz import SANITIZERS, _mutate, _payload, encode
+from cpr_edge.build.fuzz import SANITIZERS, _mutate, _payload, encode, feed_harness
 from cpr_edge.errors import CprError
 
 HELLO, INFER, BENCH, STATS, RESET, INFER_Q = 1, 2, 3, 4, 5, 6
@@ -139,24 +138,9 @@ def run_hil_fuzz(firmware_build, n_frames: int, seed: int = 0, work_dir=None, ti
     work = Path(work_dir or tempfile.mkdtemp(prefix="cpr-fuzz-hil-"))
     exe = build_hil_fuzz_harness(firmware_build, work)
     n_in, elem = model_io(firmware_build)
-    proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    captured = {}
-    reader = threading.Thread(target=lambda: captured.update(out=proc.stdout.read(), err=proc.stderr.read()))
-    reader.start()
-    expected = []
-    try:
-        for chunk, markers in hil_fuzz_stream(n_frames, n_in, elem, seed):
-            proc.stdin.write(chunk)
-            expected += markers
-        proc.stdin.close()
-        proc.wait(timeout=timeout_s)
-    except (BrokenPipeError, subprocess.TimeoutExpired):
-        proc.kill()
-        proc.wait()
-    reader.join()
-    out, err = captured.get("out", b"").decode(), captured.get("err", b"").decode()
-    if proc.returncode != 0:
-        raise CprError(f"HIL firmware fuzzing failed (exit {proc.returncode}): {err.strip()[:800]}")
+    returncode, out, err, expected = feed_harness(exe, hil_fuzz_stream(n_frames, n_in, elem, seed), timeout_s)
+    if returncode != 0:
+        raise CprError(f"HIL firmware fuzzing failed (exit {returncode}): {err.strip()[:800]}")
     seen = {int(ln.split()[1]) for ln in out.splitlines() if ln.startswith("marker ")}
     last = out.strip().splitlines()[-1].split()
     counters = {last[i]: int(last[i + 1]) for i in range(1, len(last) - 1, 2)}
