@@ -23,7 +23,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from cpr_edge.build.fuzz import run_fuzz
+    from cpr_edge.firmware_build.fuzz import run_fuzz
 
     t0 = time.perf_counter()
     res = run_fuzz(args.frames, seed=args.seed)

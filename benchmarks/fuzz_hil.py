@@ -27,8 +27,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from cpr_edge.agents.checkpoint import shipped_checkpoint_path
-    from cpr_edge.build import build_firmware
-    from cpr_edge.build.fuzz_hil import run_hil_fuzz
+    from cpr_edge.firmware_build import build_firmware
+    from cpr_edge.firmware_build.fuzz_hil import run_hil_fuzz
     from cpr_edge.export.pipeline import export_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="cpr-fuzz-hil-bench-"))

@@ -31,7 +31,7 @@ def main() -> int:
 
     from cpr_edge.agents.checkpoint import shipped_checkpoint_path
     from cpr_edge.boards import load_board
-    from cpr_edge.build import build_firmware, default_out_dir
+    from cpr_edge.firmware_build import build_firmware, default_out_dir
     from cpr_edge.export.pipeline import export_checkpoint
     from cpr_edge.hil.faultrun import run_condition
     from cpr_edge.hil.faults import FaultConfig

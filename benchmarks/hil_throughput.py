@@ -29,7 +29,7 @@ def main() -> int:
 
     from cpr_edge.agents.checkpoint import load_checkpoint, shipped_checkpoint_path
     from cpr_edge.boards import list_boards, load_board
-    from cpr_edge.build import build_firmware, default_out_dir
+    from cpr_edge.firmware_build import build_firmware, default_out_dir
     from cpr_edge.export.pipeline import export_checkpoint
     from cpr_edge.hil.closed_loop import Int8Reference, board_episodes, eval_seeds
     from cpr_edge.hil.commands import export_checkpoint_path

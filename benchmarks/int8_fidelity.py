@@ -97,7 +97,7 @@ def on_board(board: str, folder: Path, ref, held) -> dict:
     import numpy as np
 
     from cpr_edge.boards import load_board
-    from cpr_edge.build import build_firmware
+    from cpr_edge.firmware_build import build_firmware
     from cpr_edge.hil.session import QemuSession, sha256_file
 
     res = build_firmware(board, folder, folder / "firmware" / board)

@@ -46,7 +46,7 @@ def main() -> int:
 
     import torch
 
-    from cpr_edge.build.probe import measure_invoke_stack
+    from cpr_edge.firmware_build.probe import measure_invoke_stack
 
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="cpr-mem-"))

@@ -20,7 +20,7 @@ STAGES = [
     "cpr_edge.pruning.commands",
     "cpr_edge.quant.commands",
     "cpr_edge.export.commands",
-    "cpr_edge.build.commands",
+    "cpr_edge.firmware_build.commands",
     "cpr_edge.hil.commands",
     "cpr_edge.report.commands",
     "cpr_edge.pipeline",

@@ -91,7 +91,7 @@ class BuildTimer:
 def export_and_build(ck, model_dir: Path, board, say, times: dict, export_kw: dict | None = None) -> tuple[dict, dict]:
     """Stages 3-6 for one checkpoint: export with ``export_kw`` (its TFLM verification timed
     as stage 4), generate code and build. ``times`` receives the seconds per stage."""
-    from cpr_edge.build import build_firmware, default_out_dir
+    from cpr_edge.firmware_build import build_firmware, default_out_dir
     from cpr_edge.export.pipeline import export_checkpoint
 
     t = time.perf_counter()
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
 
     from cpr_edge.agents.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
     from cpr_edge.boards import load_board
-    from cpr_edge.build import default_out_dir
+    from cpr_edge.firmware_build import default_out_dir
     from cpr_edge.fileio import write_json_atomic, write_text_atomic
     from cpr_edge.hil.closed_loop import eval_seeds
     from cpr_edge.hil.commands import parse_budget
@@ -240,7 +240,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
         clock.times["prune"] -= rec
         clock.add("recover", rec)
         say(f"[2/9] recover: distillation, {args.recover_steps} steps in {rec:.1f} s (inside prune)")
-        from cpr_edge.build.identity import sha256_of
+        from cpr_edge.firmware_build.identity import sha256_of
 
         # identity: which checkpoint this one was pruned from (cpr-edge hil checks the baseline)
         pruned.extra["pruning"]["source_sha256"] = sha256_of(src)

@@ -62,7 +62,7 @@ def candidates(precision: str) -> list[str]:
 
 
 def does_not_fit(e: CprError) -> bool:
-    """The build's refusal of an image larger than the board (cpr_edge.build)."""
+    """The build's refusal of an image larger than the board (cpr_edge.firmware_build)."""
     return "does not fit" in str(e)
 
 

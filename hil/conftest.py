@@ -42,7 +42,7 @@ def model_dir(request, board, tmp_path_factory):
     import torch
 
     from cpr_edge.agents.checkpoint import shipped_checkpoint_path
-    from cpr_edge.build import build_firmware, default_out_dir
+    from cpr_edge.firmware_build import build_firmware, default_out_dir
     from cpr_edge.export.pipeline import export_checkpoint
 
     torch.set_num_threads(1)
@@ -59,7 +59,7 @@ def model_dir(request, board, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def session(request, board, model_dir):
-    from cpr_edge.build import default_out_dir
+    from cpr_edge.firmware_build import default_out_dir
     from cpr_edge.hil.session import open_session, sha256_file
 
     s = open_session(board, default_out_dir(model_dir, board.name) / "firmware.elf",

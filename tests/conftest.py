@@ -75,7 +75,7 @@ def shipped_cartpole_small():
 def hil_model_dir(tiny_checkpoint, tmp_path_factory):
     """Export folder of ``tiny_checkpoint`` (real export) with its firmware built for
     qemu-mps2-an386 in ``firmware/qemu-mps2-an386`` (the layout ``cpr-edge hil`` expects)."""
-    from cpr_edge.build import build_firmware
+    from cpr_edge.firmware_build import build_firmware
     from cpr_edge.export.pipeline import export_checkpoint
 
     model = tmp_path_factory.mktemp("hil") / "model"
@@ -99,10 +99,10 @@ def codegen_odd_float_export(tmp_path_factory):
 @pytest.fixture(scope="session")
 def firmware_builds(hil_model_dir, tmp_path_factory):
     """``{board name: (build result dict, output folder)}``: ``hil_model_dir``'s model built
-    by ``cpr_edge.build.build_firmware`` for every board definition, real boards included
+    by ``cpr_edge.firmware_build.build_firmware`` for every board definition, real boards included
     (firmware build and QEMU tests)."""
     from cpr_edge.boards import list_boards
-    from cpr_edge.build import build_firmware
+    from cpr_edge.firmware_build import build_firmware
 
     root = tmp_path_factory.mktemp("firmware")
     return {name: (build_firmware(name, hil_model_dir, root / name), root / name)

@@ -12,8 +12,8 @@ import struct
 import pytest
 
 from cpr_edge.boards import list_boards, load_board
-from cpr_edge.build import build_firmware, firmware_dir
-from cpr_edge.build.memory import section_sizes
+from cpr_edge.firmware_build import build_firmware, firmware_dir
+from cpr_edge.firmware_build.memory import section_sizes
 from cpr_edge.cli import main
 from cpr_edge.errors import CprError
 

@@ -1,6 +1,6 @@
 """16x8 models (int16 activations, int8 weights) in the real HIL firmware on every board.
 
-A standardized 16x8 export of a small agent is built by ``cpr_edge.build.build_firmware`` for
+A standardized 16x8 export of a small agent is built by ``cpr_edge.firmware_build.build_firmware`` for
 every board definition; each emulated board boots in QEMU and its INFER actions must equal, bit
 for bit, the host tflite-micro reference (``cpr_edge.hil.reference.Int8Reference``: export.json's
 prescale, int16 quantisation, TFLM) on a few hundred observations. A model whose int16
@@ -30,7 +30,7 @@ def export16(make_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="module")
 def builds16(export16, tmp_path_factory):
     """``{board: build result}`` for every board definition, real boards included (built, not run)."""
-    from cpr_edge.build import build_firmware
+    from cpr_edge.firmware_build import build_firmware
 
     _, model, _ = export16
     return {b: build_firmware(b, model, model / "firmware" / b) for b in list_boards()}
@@ -114,7 +114,7 @@ def test_16x8_model_too_big_for_board_ram_is_refused_in_one_line(make_checkpoint
     """A 31 000-wide encoder layer: its int16 output and the ELU island's int16 output are
     live together (124 000 bytes), which with the stack exceeds the 128 KB of the Netduino
     Plus 2; the int8 form of the same model would need half. The 4 MB MPS2 board holds it."""
-    from cpr_edge.build import build_firmware
+    from cpr_edge.firmware_build import build_firmware
     from cpr_edge.errors import CprError
     from cpr_edge.export.pipeline import export_checkpoint
 
@@ -138,7 +138,7 @@ def test_16x8_invoke_stack_probe_and_model_bench_image(export16, builds16, tmp_p
     """The measuring images take the model's I/O types (int16 buffers for 16x8): the stack
     probe of benchmarks/memory_vs_tflm.py and the whole-model image of benchmarks/kernel_speed.py
     (compiled with -Werror=incompatible-pointer-types) build and run for a 16x8 model."""
-    from cpr_edge.build.probe import measure_invoke_stack
+    from cpr_edge.firmware_build.probe import measure_invoke_stack
     from cpr_edge.codegen import generate, runtime_defines, runtime_include_dir, runtime_sources
     from cpr_edge.codegen.harness import arm_compile, run_qemu
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from cpr_edge.boards import load_board
-from cpr_edge.build import build_test_image, firmware_dir
+from cpr_edge.firmware_build import build_test_image, firmware_dir
 
 pytestmark = pytest.mark.qemu
 

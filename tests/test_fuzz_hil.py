@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from cpr_edge.build.fuzz_hil import hil_fuzz_stream, run_hil_fuzz
+from cpr_edge.firmware_build.fuzz_hil import hil_fuzz_stream, run_hil_fuzz
 from cpr_edge.errors import CprError
 
 
@@ -33,7 +33,7 @@ def test_fuzz_hil_detects_an_unanswered_marker(an386_build, tmp_path, monkeypatc
     """The marker check can fail: corrupt the CRC of the first marker HELLO and it must complain."""
     import re
 
-    import cpr_edge.build.fuzz_hil as fz
+    import cpr_edge.firmware_build.fuzz_hil as fz
 
     # sync, HELLO, any seq, len 4, boot id MARKER_TAG | 0 (little endian), then the CRC
     first_marker = re.compile(rb"\xa5\x01.\x04\x00" + re.escape(fz.MARKER_TAG.to_bytes(4, "little")), re.S)

@@ -208,7 +208,7 @@ def test_stale_or_foreign_firmware_is_refused(hil_model_dir, tmp_path, capsys):
 
 
 def test_hello_must_name_the_recorded_firmware_sources():
-    from cpr_edge.build.identity import fw_version, source_id_of
+    from cpr_edge.firmware_build.identity import fw_version, source_id_of
     from cpr_edge.hil.identity import check_hello_identity
 
     ident = {"firmware_source_id": "abcdef0123456789", "elf_sha256": "0" * 64}

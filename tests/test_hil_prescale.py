@@ -12,7 +12,7 @@ TASK = "cartpole-swingup"
 
 @pytest.fixture(scope="module")
 def standardized_model(tiny_checkpoint, tmp_path_factory):
-    from cpr_edge.build import build_firmware
+    from cpr_edge.firmware_build import build_firmware
     from cpr_edge.export.pipeline import export_checkpoint
 
     model = tmp_path_factory.mktemp("prescale") / "model"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cpr_edge.build.fuzz import encode, fuzz_stream, run_fuzz
+from cpr_edge.firmware_build.fuzz import encode, fuzz_stream, run_fuzz
 from cpr_edge.errors import CprError
 
 
@@ -19,7 +19,7 @@ def test_fuzz_20k_frames_no_crash_no_invalid_frame_no_lost_resync(tmp_path):
 
 def test_fuzz_detects_a_parser_that_loses_frames(tmp_path, monkeypatch):
     """The marker check can fail: corrupt the first marker's CRC and it must complain."""
-    import cpr_edge.build.fuzz as fz
+    import cpr_edge.firmware_build.fuzz as fz
 
     def stream_with_a_bad_marker(n, seed=0, marker_every=20):
         good = encode(fz.MARKER_TYPE, 0, (0).to_bytes(4, "little"))

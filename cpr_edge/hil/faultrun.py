@@ -14,7 +14,7 @@ from cpr_edge.hil.faults import FaultConfig, FaultProxy
 
 def fault_session(board, model_dir, config: FaultConfig | None = None):
     """A QEMU session of ``model_dir``'s firmware whose link goes through a ``FaultProxy``."""
-    from cpr_edge.build import default_out_dir
+    from cpr_edge.firmware_build import default_out_dir
     from cpr_edge.hil.session import QemuSession, free_port, sha256_file
 
     port = free_port()

@@ -17,7 +17,7 @@ from cpr_edge.hil.reference import load_export
 
 
 def checkpoint_sha256(path) -> str:
-    from cpr_edge.build.identity import sha256_of
+    from cpr_edge.firmware_build.identity import sha256_of
 
     return sha256_of(path)
 
@@ -38,7 +38,7 @@ def check_checkpoint(model_dir, checkpoint) -> dict:
 
 def check_firmware(model_dir, elf, memory: dict | None) -> dict:
     """The ELF must be the recorded build of this model from the current firmware sources."""
-    from cpr_edge.build.identity import firmware_source_id, sha256_of
+    from cpr_edge.firmware_build.identity import firmware_source_id, sha256_of
 
     info = load_export(model_dir)
     if memory is None:
@@ -63,7 +63,7 @@ def check_firmware(model_dir, elf, memory: dict | None) -> dict:
 
 def check_hello_identity(hello, firmware_identity: dict) -> None:
     """After boot: the board says it runs firmware of the recorded source id."""
-    from cpr_edge.build.identity import source_id_of
+    from cpr_edge.firmware_build.identity import source_id_of
 
     h = hello if isinstance(hello, dict) else hello.to_dict()
     got = source_id_of(h["fw_version"])

@@ -138,7 +138,7 @@ def _board_run(cfg: HilConfig, label: str, model_dir: Path, elf: Path, task: str
 def _acceptance(cfg: HilConfig, hello, firmware_id: dict) -> dict:
     """Exact for firmware this tool built (its source id in HELLO); a tolerance only for
     foreign firmware and only when asked for, named in the report."""
-    from cpr_edge.build.identity import source_id_of
+    from cpr_edge.firmware_build.identity import source_id_of
 
     if source_id_of(hello.fw_version) is None and cfg.foreign_max_lsb is not None:
         return {"exact": False, "max_lsb": int(cfg.foreign_max_lsb),

@@ -1,7 +1,7 @@
 /* platform.h: what the application needs from the board, whatever the board.
  *
  * The board's facts (clock, UART, counter kind, ...) arrive as macros from the generated
- * board_config.h (written by cpr_edge.build from the board definition YAML). */
+ * board_config.h (written by cpr_edge.firmware_build from the board definition YAML). */
 #ifndef PLATFORM_H
 #define PLATFORM_H
 

@@ -1,5 +1,5 @@
 /* fuzz_frame_parser.c: host harness feeding a byte stream to the firmware's frame parser,
- * built with -fsanitize=address,undefined by cpr_edge.build.fuzz.
+ * built with -fsanitize=address,undefined by cpr_edge.firmware_build.fuzz.
  *
  * stdin is a sequence of records: u8 kind, u16 length (little endian), then
  *   kind 0: `length` bytes fed to the parser one by one (the clock does not move);

@@ -1,5 +1,5 @@
 /* fuzz_hil.c: host harness running the HIL firmware itself, built with
- * -fsanitize=address,undefined by cpr_edge.build.fuzz_hil: app/main.c (the UART receive queue
+ * -fsanitize=address,undefined by cpr_edge.firmware_build.fuzz_hil: app/main.c (the UART receive queue
  * of ring_buffer.h and its interrupt callback, the main loop), the frame parser, the message
  * handlers of app/hil.c and the generated model with its kernels. Only the hardware is
  * replaced: host/cortex_m.h turns WFI into a call to this harness, and this file provides the

@@ -23,7 +23,7 @@ def _files() -> list[tuple[str, Path]]:
         for p in sorted((root / sub).rglob("*")):
             if p.is_file() and (p.suffix in SOURCE_SUFFIXES or p.name == "Makefile") and "__pycache__" not in p.parts:
                 out.append((p.relative_to(root).as_posix(), p))
-    out.append(("build/config.py", root / "build" / "config.py"))
+    out.append(("firmware_build/config.py", root / "firmware_build" / "config.py"))
     return out
 
 

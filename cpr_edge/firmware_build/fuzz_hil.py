@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cpr_edge.build import firmware_dir
-from cpr_edge.build.fuzz import SANITIZERS, _mutate, _payload, encode, feed_harness
+from cpr_edge.firmware_build import firmware_dir
+from cpr_edge.firmware_build.fuzz import SANITIZERS, _mutate, _payload, encode, feed_harness
 from cpr_edge.errors import CprError
 
 HELLO, INFER, BENCH, STATS, RESET, INFER_Q = 1, 2, 3, 4, 5, 6

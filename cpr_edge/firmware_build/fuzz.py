@@ -14,7 +14,7 @@ import struct
 import subprocess
 from pathlib import Path
 
-from cpr_edge.build import firmware_dir
+from cpr_edge.firmware_build import firmware_dir
 from cpr_edge.errors import CprError
 
 SYNC, MAX_PAYLOAD, MARKER_TYPE = 0xA5, 512, 0x42

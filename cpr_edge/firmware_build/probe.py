@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 
 from cpr_edge.boards import Board, load_board
-from cpr_edge.build import _check_tools, _first_error, _make, export_prescale
-from cpr_edge.build.config import board_config_h, make_variables
+from cpr_edge.firmware_build import _check_tools, _first_error, _make, export_prescale
+from cpr_edge.firmware_build.config import board_config_h, make_variables
 from cpr_edge.errors import CprError
 from cpr_edge.fileio import write_text_atomic
 

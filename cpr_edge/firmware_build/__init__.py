@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 from cpr_edge.boards import Board, load_board
-from cpr_edge.build.config import board_config_h, make_variables
-from cpr_edge.build.memory import memory_report
+from cpr_edge.firmware_build.config import board_config_h, make_variables
+from cpr_edge.firmware_build.memory import memory_report
 from cpr_edge.errors import CprError
 from cpr_edge.fileio import atomic_dir, write_json_atomic, write_text_atomic
 
@@ -104,7 +104,7 @@ def build_firmware(board: Board | str, model_dir, out_dir, progress: Callable[[s
     _check_tools()
     variant = fc_kernel or board.fc_kernel
     out_dir = Path(out_dir).resolve()  # make runs in the firmware folder: paths must be absolute
-    from cpr_edge.build.identity import firmware_source_id, sha256_of
+    from cpr_edge.firmware_build.identity import firmware_source_id, sha256_of
 
     source_id = firmware_source_id()  # before compiling: what the image is built from
     with atomic_dir(out_dir) as tmp:

@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from cpr_edge.boards import list_boards, load_board
-    from cpr_edge.build import build_firmware, default_out_dir
+    from cpr_edge.firmware_build import build_firmware, default_out_dir
     from cpr_edge.cli import emit
     from cpr_edge.errors import CprError
 
