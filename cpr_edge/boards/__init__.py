@@ -66,6 +66,15 @@ class Board:
     flash_tool: dict | None = None
     """target and command for pyocd (real boards)."""
     notes: dict = field(default_factory=dict)
+    cycles_per_instruction: float = 1.0
+    """Latency model: core cycles per instruction executed, for turning an instruction count
+    (QEMU -icount) into an estimated time at ``clock_hz``; its source is ``latency_basis``."""
+    latency_basis: str = "one cycle per instruction assumed"
+    """Why ``cycles_per_instruction`` has its value: the core's pipeline and the flash wait
+    states at this clock, with the document it comes from."""
+    emulated_twin: str | None = None
+    """Real boards: an emulated board with the same core and FPU, where instruction counts
+    (``cpr-edge fit``) and the invoke stack are measured for this board."""
 
     @property
     def emulated(self) -> bool:
@@ -120,7 +129,10 @@ def load_board(name: str) -> Board:
             stack_bytes=int(d["stack_bytes"]), irq_count=int(d["irq_count"]), uart=dict(d["uart"]),
             timer=d["timer"], counter_kind=d["counter"]["kind"], counter_unit=d["counter"]["unit"], icount_shift=int(d["counter"].get("icount_shift", 0)),
             linker_script=d["linker_script"], fc_kernel=d["fc_kernel"], qemu=d.get("qemu"),
-            flash_tool=d.get("flash_tool"), notes=d.get("notes") or {})
+            flash_tool=d.get("flash_tool"), notes=d.get("notes") or {},
+            cycles_per_instruction=float((d.get("latency") or {}).get("cycles_per_instruction", 1.0)),
+            latency_basis=str((d.get("latency") or {}).get("basis", "one cycle per instruction assumed")),
+            emulated_twin=d.get("emulated_twin"))
     except (KeyError, TypeError, ValueError) as e:
         raise CprError(f"board definition {name}.yaml is malformed: {e!r}") from None
     if board.name != name:
@@ -134,4 +146,6 @@ def load_board(name: str) -> Board:
     if (board.kind == "qemu") != (board.qemu is not None):
         raise CprError(f"board definition {name}.yaml: a qemu board needs a qemu section, "
                        f"a real board none")
+    if board.cycles_per_instruction <= 0:
+        raise CprError(f"board definition {name}.yaml: latency.cycles_per_instruction must be > 0")
     return board
