@@ -17,7 +17,8 @@ from cpr_edge.firmware_build.memory import section_sizes
 from cpr_edge.cli import main
 from cpr_edge.errors import CprError
 
-EMULATED = ["qemu-mps2-an386", "qemu-mps2-an500", "qemu-mps2-an505", "qemu-netduinoplus2"]
+EMULATED = ["qemu-mps2-an386", "qemu-mps2-an500", "qemu-mps2-an505", "qemu-netduinoplus2", "qemu-microbit",
+            "qemu-mps3-an547", "qemu-stm32vldiscovery"]
 
 
 def run_cli(argv):

@@ -21,7 +21,8 @@ from cpr_edge.firmware_build import build_test_image, firmware_dir
 
 pytestmark = pytest.mark.qemu
 
-EMULATED = ["qemu-mps2-an386", "qemu-mps2-an500", "qemu-mps2-an505", "qemu-netduinoplus2"]
+EMULATED = ["qemu-mps2-an386", "qemu-mps2-an500", "qemu-mps2-an505", "qemu-netduinoplus2", "qemu-microbit",
+            "qemu-mps3-an547", "qemu-stm32vldiscovery"]
 HELLO, INFER, BENCH, STATS, RESET, INFER_Q, ERROR = 1, 2, 3, 4, 5, 6, 0x7F
 BAD_CRC, BAD_LENGTH, UNKNOWN_TYPE, BAD_VALUE = 1, 2, 3, 4
 STATS_FIELDS = ("stack_size", "stack_used", "frames_ok", "crc_errors", "framing_errors", "timeouts",
@@ -406,8 +407,9 @@ def test_bad_frames_get_errors_and_the_board_keeps_answering(an386_elf):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EMULATED[1:])
 def test_other_emulated_boards_answer_hello_and_infer(name, firmware_builds, hil_model_dir):
-    """The same firmware on the M7, the Secure M33 and the STM32F405 (USART driver shared
-    with the Nucleo-F446RE): HELLO, and INFER bit-exact to tflite-micro."""
+    """The same firmware on the M7, the Secure M33, the STM32F405 (USART driver shared
+    with the Nucleo-F446RE), the Cortex-M0 of the micro:bit (UART driver shared with the
+    nRF52840-DK, soft-float) and the Secure M55: HELLO, and INFER bit-exact to tflite-micro."""
     from tflite_micro import runtime
 
     export = json.loads((hil_model_dir / "export.json").read_text())

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from cpr_edge.errors import CprError
 
-UART_DRIVERS = ("uart_cmsdk", "usart_stm32f4", "uart_nrf52")
+UART_DRIVERS = ("uart_cmsdk", "usart_stm32f4", "uart_nrf5x")
 FC_KERNELS = ("reference", "dsp", "dsp_rotate")
 COUNTER_KINDS = {"systick_icount": "instructions", "dwt_cyccnt": "cycles"}
 """Invoke counter kind -> the unit it counts in."""
@@ -47,7 +47,7 @@ class Board:
     irq_count: int
     """External interrupts in the vector table."""
     uart: dict
-    """driver (uart_cmsdk | usart_stm32f4 | uart_nrf52), base, irqs, clock_hz, baud and
+    """driver (uart_cmsdk | usart_stm32f4 | uart_nrf5x), base, irqs, clock_hz, baud and
     driver-specific pins/clock-enable bits."""
     timer: str
     """Time base of the firmware (``systick``: 10 ms wrap, 64-bit tick count)."""

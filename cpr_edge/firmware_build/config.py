@@ -9,7 +9,7 @@ from cpr_edge.boards import Board
 
 _DRIVER_EXTRA = {
     "usart_stm32f4": ("rcc_enr_offset", "rcc_bit", "gpio_base", "gpio_rcc_bit", "tx_pin", "rx_pin", "af"),
-    "uart_nrf52": ("tx_pin", "rx_pin"),
+    "uart_nrf5x": ("tx_pin", "rx_pin"),
     "uart_cmsdk": (),
 }
 

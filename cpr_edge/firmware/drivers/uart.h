@@ -1,5 +1,5 @@
 /* uart.h: the serial port of the HIL link, one implementation per UART kind
- * (uart_cmsdk.c, usart_stm32f4.c, uart_nrf52.c; the board definition picks one).
+ * (uart_cmsdk.c, usart_stm32f4.c, uart_nrf5x.c; the board definition picks one).
  *
  * Reception is interrupt driven: uart_irq_handler() hands every received byte to
  * uart_on_rx() and every byte lost in hardware to uart_on_overrun(), both provided by the

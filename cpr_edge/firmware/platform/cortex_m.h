@@ -2,7 +2,7 @@
  *
  * Written out here instead of pulling in CMSIS-Core, so the firmware builds from this
  * package alone. Addresses are the architectural ones (System Control Space at 0xE000E000),
- * identical on every core we support (M4, M7, M33).
+ * identical on every core we support (M0, M4, M7, M33, M55).
  */
 #ifndef CORTEX_M_H
 #define CORTEX_M_H

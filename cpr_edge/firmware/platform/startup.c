@@ -58,7 +58,10 @@ void Reset_Handler(void)
     data_sync_barrier();
     instr_sync_barrier();
 #endif
+#if !defined(__ARM_ARCH_6M__)
     SCB_VTOR = (uint32_t)(uintptr_t)vector_table;
+#endif /* ARMv6-M: VTOR is optional and the Cortex-M0 has none; its vectors are at 0, where
+        * the linker puts them on every ARMv6-M board (qemu-microbit) */
     /* volatile: keep these loops from being turned into memcpy/memset calls */
     volatile uint32_t *src = __data_load, *dst = __data_start;
     while (dst < __data_end)

@@ -177,7 +177,12 @@ static void test_counter(void)
     const uint32_t iterations = 200000;
     uint32_t start = counter_read();
     register uint32_t r0 __asm("r0") = iterations;
+#if defined(__ARM_ARCH_6M__)
+    /* GCC hands ARMv6-M inline assembly to gas in divided syntax, where the 16-bit SUB sets the flags */
+    __asm volatile("1: sub %0, #1\n bne 1b" : "+r"(r0) :: "cc");
+#else
     __asm volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(r0) :: "cc");
+#endif
     uint32_t elapsed = counter_elapsed(start, counter_read());
     report("loop_counter ", elapsed);
 #if BOARD_COUNTER_UNIT == 1

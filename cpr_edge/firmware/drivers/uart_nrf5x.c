@@ -1,5 +1,8 @@
-/* uart_nrf52.c: nRF52 UART0 without EasyDMA (nRF52840-DK: TX P0.06, RX P0.08, routed to
- * the J-Link/interface MCU's virtual COM port). */
+/* uart_nrf5x.c: the Nordic UART without EasyDMA, the same register set on the nRF51 (its
+ * only UART: micro:bit, TX P0.24 / RX P0.25 to the interface MCU) and the nRF52 (the legacy
+ * UART0 sharing ID 2 with UARTE0: nRF52840-DK, TX P0.06 / RX P0.08). QEMU's microbit machine
+ * models it (hw/char/nrf51_uart.c): ENABLE must be 4, TXD is only taken after STARTTX, RXD
+ * pops a 6-byte receive FIFO and raises RXDRDY again while bytes remain. */
 #include "uart.h"
 
 #include "cortex_m.h"
