@@ -30,7 +30,12 @@ def test_report_files_and_format(run_result, tmp_path):
     prune = {"metric": "fisher", "ratio": 0.5,
              "importance": {"per_component": {"encoder": 0.8, "pi": 0.3}},
              "kept_fraction": {"encoder": 0.6, "pi": 0.4}}
-    rep = write_report(tmp_path, result, episodes, prune_report=prune, timings={"hil": 1.5})
+    fit = {"board": BOARD, "margin": 0.1, "limits": {"flash_bytes": 4 << 20, "ram_bytes": 4 << 20,
+                                                     "latency_budget_s": 0.08},
+           "probes": [{"ratio": 0.5, "precision": "int8", "flash_bytes": 50_000, "ram_bytes": 9000,
+                       "latency_s_estimate": None, "fits": True, "binding": "flash"}],
+           "chosen": {"ratio": 0.5, "precision": "int8", "binding": "flash", "why": None}}
+    rep = write_report(tmp_path, result, episodes, prune_report=prune, timings={"hil": 1.5}, extra={"fit": fit})
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk == json.loads(json.dumps(rep))
     assert on_disk["format"] == "cpr-edge/report" and on_disk["version"] == 2
@@ -39,13 +44,19 @@ def test_report_files_and_format(run_result, tmp_path):
     assert on_disk["passed"] == all(c["passed"] for c in on_disk["checks"])
     assert on_disk["tools"]["qemu-system-arm"].startswith("QEMU emulator version")
     assert on_disk["tools"]["tflite-micro"] and len(on_disk["model"]["sha256"]) == 64
-    assert sorted(on_disk["plots"]) == ["importance.png", "latency.png", "memory.png", "returns.png"]
+    assert sorted(on_disk["plots"]) == ["fit.png", "importance.png", "latency.png", "memory.png", "returns.png"]
+    c = on_disk["constraints"]
+    assert c["flash"]["used"] == result["memory"]["flash"]["total"] and c["ram"]["limit"] == 4 << 20
+    assert c["latency"]["used"] == result["latency"]["p99_s_estimate"] and c["latency"]["estimate"]
+    assert c["binding"] == min(("flash", "ram", "latency"), key=lambda k: c[k]["headroom_fraction"])
     for p in on_disk["plots"]:
         assert (tmp_path / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tmp_path / "report.md").read_text()
     assert "| check | value | threshold | result | note |" in md
     assert all(f"| {c['name']} |" in md for c in on_disk["checks"])
     assert "estimate" in md  # QEMU latency is labelled an estimate
+    assert f"## Headroom on {BOARD}" in md and "**binding constraint: " in md
+    assert "## Fit to the board" in md and "**0.5 (chosen)**" in md
 
 
 def test_failed_check_fails_the_run_and_compare(run_result, tmp_path, capsys):

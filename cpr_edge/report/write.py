@@ -9,6 +9,9 @@ from pathlib import Path
 
 from cpr_edge.fileio import write_json_atomic, write_text_atomic
 from cpr_edge.hil.run import LABELS
+from cpr_edge.report.constraints import constraints, headroom_lines, latency_seconds
+from cpr_edge.report.fit import fit_lines
+from cpr_edge.report.units import fmt_seconds
 
 FORMAT = "cpr-edge/report"
 VERSION = 2
@@ -81,6 +84,9 @@ def markdown(report: dict) -> str:
         unit = f" {c['unit']}" if c.get("unit") and c["value"] is not None and not isinstance(c["value"], dict) else ""
         lines.append(f"| {c['name']} | {_fmt(c['value'])}{unit} | {_fmt(c['threshold'])} | "
                      f"{'pass' if c['passed'] else '**FAIL**'} | {c.get('note', '')} |")
+    lines += ["", f"## Headroom on {r['board']['name']}", ""] + headroom_lines(r.get("constraints") or constraints(r))
+    if r.get("fit"):
+        lines += ["", "## Fit to the board", ""] + fit_lines(r["fit"])
     lines += ["", "## Returns (same seeds)", "", "| controller | mean | per episode |", "|---|---|---|"]
     for k, label in LABELS.items():
         rets = r["returns"].get(k) or []
@@ -88,16 +94,14 @@ def markdown(report: dict) -> str:
             lines.append(f"| {label} | {sum(rets) / len(rets):.1f} | {', '.join(f'{x:.1f}' for x in rets)} |")
     lat = r["latency"]
     if lat.get("steps"):
-        from cpr_edge.hil.checks import p99_seconds
-
-        p99, estimate = p99_seconds(lat)
-        est = (" — **estimate**: QEMU counts instructions; seconds assume one instruction per cycle"
+        p99, estimate = latency_seconds(lat)
+        est = (f" — **estimate**: QEMU counts instructions; seconds: {lat.get('seconds_basis', 'instructions / clock')}"
                if estimate else "")
         lines += ["", "## Latency", "",
                   f"{lat['steps']} steps; invoke {lat['p50']:.0f} (p50) / {lat['p99']:.0f} (p99) / "
                   f"{lat['max']:.0f} (max) {lat['unit']} at {r['board']['clock_hz'] / 1e6:g} MHz = "
-                  f"{p99 * 1e6:.1f} µs p99{' (estimate)' if estimate else ''} against a budget of "
-                  f"{lat['budget_s'] * 1e3:g} ms{est}."]
+                  f"{fmt_seconds(p99)} p99{' (estimate)' if estimate else ''} against a budget of "
+                  f"{fmt_seconds(lat['budget_s'])}{est}."]
     if r.get("stopped"):
         lines[2:2] = [f"**Run stopped** ({r['stopped']['kind']}): {r['stopped']['reason']}", ""]
     if r.get("acceptance"):
@@ -154,6 +158,7 @@ def write_report(out_dir, result: dict, episodes, prune_report: dict | None = No
                  timings: dict | None = None, extra: dict | None = None) -> dict:
     """Write report.json, report.md, episodes.npz and the PNG plots into ``out_dir``."""
     from cpr_edge.report import plots
+    from cpr_edge.report.fit import fit_plot
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,11 +173,14 @@ def write_report(out_dir, result: dict, episodes, prune_report: dict | None = No
                              "kept_fraction": kept,
                              **{k: prune_report[k] for k in ("ratio", "allocation", "target", "return")
                                 if k in prune_report}}
+    report["constraints"] = constraints(report)
     names = [plots.latency_plot(result, episodes, out / "latency.png"),
              plots.returns_plot(result, out / "returns.png"),
-             plots.memory_plot(result, out / "memory.png")]
+             plots.memory_plot(report, out / "memory.png")]
     if importance:
         names.append(plots.importance_plot(importance, kept, out / "importance.png", metric))
+    if report.get("fit"):
+        names.append(fit_plot(report["fit"], out / "fit.png"))
     report["plots"] = names
     episodes.save_npz(out / "episodes.npz")
     write_json_atomic(out / "report.json", report)
