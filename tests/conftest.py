@@ -96,14 +96,26 @@ def codegen_odd_float_export(tmp_path_factory):
     return root / "model"
 
 
+SMALL_FLASH_BYTES = 128 * 1024
+"""Boards with less flash than this cannot hold ``hil_model_dir``'s image (about 100 KB: the
+small preset's 94 KB of int8 weights plus 7 KB of code); bluepill-f103c8 has 64 KB."""
+
+
 @pytest.fixture(scope="session")
-def firmware_builds(hil_model_dir, tmp_path_factory):
+def firmware_builds(hil_model_dir, tmp_path_factory, request):
     """``{board name: (build result dict, output folder)}``: ``hil_model_dir``'s model built
     by ``cpr_edge.firmware_build.build_firmware`` for every board definition, real boards included
-    (firmware build and QEMU tests)."""
-    from cpr_edge.boards import list_boards
+    (firmware build and QEMU tests). A board with less than SMALL_FLASH_BYTES of flash gets
+    the narrow ``codegen_odd_float_export`` model instead (its codegen.json is in its build)."""
+    from cpr_edge.boards import list_boards, load_board
     from cpr_edge.firmware_build import build_firmware
 
     root = tmp_path_factory.mktemp("firmware")
-    return {name: (build_firmware(name, hil_model_dir, root / name), root / name)
+
+    def model_for(name):
+        if load_board(name).flash_size < SMALL_FLASH_BYTES:
+            return request.getfixturevalue("codegen_odd_float_export")
+        return hil_model_dir
+
+    return {name: (build_firmware(name, model_for(name), root / name), root / name)
             for name in list_boards()}

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 from cpr_edge.errors import CprError
 
-UART_DRIVERS = ("uart_cmsdk", "usart_stm32f4", "uart_nrf5x")
+UART_DRIVERS = ("uart_cmsdk", "usart_stm32f4", "usart_stm32f1", "uart_nrf5x")
+CLOCK_DRIVERS = ("clock_stm32f4", "clock_stm32f1")
+"""Clock set-up files in firmware/platform/ (a board without ``clock`` runs at its reset clock)."""
 FC_KERNELS = ("reference", "dsp", "dsp_rotate")
 COUNTER_KINDS = {"systick_icount": "instructions", "dwt_cyccnt": "cycles"}
 """Invoke counter kind -> the unit it counts in."""
@@ -75,6 +77,10 @@ class Board:
     emulated_twin: str | None = None
     """Real boards: an emulated board with the same core and FPU, where instruction counts
     (``cpr-edge fit``) and the invoke stack are measured for this board."""
+    clock: dict | None = None
+    """Clock tree the firmware sets up at boot (``driver`` in CLOCK_DRIVERS, source, PLL,
+    bus dividers, flash wait states; register words by cpr_edge.firmware_build.clock); None:
+    the core runs at the clock it starts on (or the one QEMU gives it)."""
 
     @property
     def emulated(self) -> bool:
@@ -132,7 +138,7 @@ def load_board(name: str) -> Board:
             flash_tool=d.get("flash_tool"), notes=d.get("notes") or {},
             cycles_per_instruction=float((d.get("latency") or {}).get("cycles_per_instruction", 1.0)),
             latency_basis=str((d.get("latency") or {}).get("basis", "one cycle per instruction assumed")),
-            emulated_twin=d.get("emulated_twin"))
+            emulated_twin=d.get("emulated_twin"), clock=d.get("clock"))
     except (KeyError, TypeError, ValueError) as e:
         raise CprError(f"board definition {name}.yaml is malformed: {e!r}") from None
     if board.name != name:
@@ -146,6 +152,12 @@ def load_board(name: str) -> Board:
     if (board.kind == "qemu") != (board.qemu is not None):
         raise CprError(f"board definition {name}.yaml: a qemu board needs a qemu section, "
                        f"a real board none")
+    if board.clock is not None and board.clock.get("driver") not in CLOCK_DRIVERS:
+        raise CprError(f"board definition {name}.yaml: clock.driver must be one of "
+                       f"{', '.join(CLOCK_DRIVERS)}")
+    from cpr_edge.firmware_build.clock import clock_tree  # here: it imports this module
+
+    clock_tree(board)  # a clock tree that does not give clock_hz and the UART clock is refused
     if board.cycles_per_instruction <= 0:
         raise CprError(f"board definition {name}.yaml: latency.cycles_per_instruction must be > 0")
     return board

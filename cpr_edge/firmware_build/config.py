@@ -6,9 +6,12 @@ from pathlib import Path
 
 from cpr_edge import __version__
 from cpr_edge.boards import Board
+from cpr_edge.errors import CprError
+from cpr_edge.firmware_build.clock import clock_config_lines
 
 _DRIVER_EXTRA = {
     "usart_stm32f4": ("rcc_enr_offset", "rcc_bit", "gpio_base", "gpio_rcc_bit", "tx_pin", "rx_pin", "af"),
+    "usart_stm32f1": ("rcc_enr_offset", "rcc_bit", "gpio_base", "gpio_rcc_bit", "tx_pin", "rx_pin"),
     "uart_nrf5x": ("tx_pin", "rx_pin"),
     "uart_cmsdk": (),
 }
@@ -41,8 +44,22 @@ def board_config_h(board: Board, source_id: str | None = None) -> str:
     for key in _DRIVER_EXTRA[u["driver"]]:
         v = int(u[key])
         lines.append(f"#define BOARD_UART_{key.upper()} {hex(v) if key.endswith('base') or key.endswith('offset') else v}u")
+    if u["driver"].startswith("usart_stm32"):
+        lines.append(f"#define BOARD_UART_BRR {usart_brr(board)}u /* USART divider, 16x oversampling */")
+    lines += clock_config_lines(board)
     lines += ["", "#endif /* BOARD_CONFIG_H */", ""]
     return "\n".join(lines)
+
+
+def usart_brr(board: Board) -> int:
+    """USART_BRR of an STM32 board (16x oversampling: the divider in 1/16ths, rounded to
+    nearest): the USART clock over the baud rate."""
+    u = board.uart
+    brr = (int(u["clock_hz"]) + int(u["baud"]) // 2) // int(u["baud"])
+    if not 16 <= brr <= 0xFFFF:
+        raise CprError(f"board definition {board.name}.yaml: uart clock {u['clock_hz']} Hz cannot "
+                       f"give {u['baud']} baud (USART_BRR {brr})")
+    return brr
 
 
 def make_variables(board: Board, fc_kernel: str) -> dict[str, str]:
@@ -52,6 +69,7 @@ def make_variables(board: Board, fc_kernel: str) -> dict[str, str]:
     return {
         "CPU_FLAGS": " ".join(board.cpu_flags),
         "UART_DRIVER": board.uart["driver"],
+        "CLOCK_DRIVER": board.clock["driver"] if board.clock else "",
         "LDSCRIPT": board.linker_script,
         "STACK_SIZE": str(board.stack_bytes),
         "FLASH_SIZE": str(board.flash_size),

@@ -1,12 +1,14 @@
-/* usart_stm32f4.c: STM32F4 USART (netduinoplus2 in QEMU: USART1; Nucleo-F446RE: USART2).
+/* usart_stm32.c: the STM32 USART itself (SR/DR/BRR/CR1 layout of the STM32F1, F2 and F4),
+ * shared by both families' ports. Only the clock-enable and pin set-up differs between
+ * families; it is in usart_stm32f1.c / usart_stm32f4.c (the board definition's uart.driver
+ * names that file, the Makefile adds this one).
  *
- * The board definition gives the RCC enable bits and the GPIO pins in alternate function
- * mode; QEMU does not model RCC or GPIO (writes are ignored), so the emulated board runs
- * exactly the code the real one does. */
+ * QEMU's stm32f2xx-usart model (netduinoplus2, stm32vldiscovery) serves both families. */
 #include "uart.h"
 
 #include "cortex_m.h"
 #include "platform.h"
+#include "usart_stm32.h"
 
 #define USART_SR  REG32(BOARD_UART_BASE + 0x00u)
 #define USART_DR  REG32(BOARD_UART_BASE + 0x04u)
@@ -22,26 +24,12 @@
 #define CR1_RXNEIE (1u << 5)
 #define CR1_UE  (1u << 13)
 
-#define RCC_BASE 0x40023800u
-#define RCC_AHB1ENR REG32(RCC_BASE + 0x30u)
-#define GPIO_MODER(port) REG32((port) + 0x00u)
-#define GPIO_AFR(port, pin) REG32((port) + 0x20u + 4u * ((pin) >> 3))
-
-static void pin_alternate(uint32_t port, uint32_t pin, uint32_t af)
-{
-    GPIO_MODER(port) = (GPIO_MODER(port) & ~(3u << (2u * pin))) | (2u << (2u * pin));
-    uint32_t shift = 4u * (pin & 7u);
-    GPIO_AFR(port, pin) = (GPIO_AFR(port, pin) & ~(0xFu << shift)) | (af << shift);
-}
-
 void uart_init(void)
 {
-    RCC_AHB1ENR |= 1u << BOARD_UART_GPIO_RCC_BIT;
-    REG32(RCC_BASE + BOARD_UART_RCC_ENR_OFFSET) |= 1u << BOARD_UART_RCC_BIT;
-    pin_alternate(BOARD_UART_GPIO_BASE, BOARD_UART_TX_PIN, BOARD_UART_AF);
-    pin_alternate(BOARD_UART_GPIO_BASE, BOARD_UART_RX_PIN, BOARD_UART_AF);
-    /* 16x oversampling: BRR holds the divider in 1/16ths, rounded to nearest */
-    USART_BRR = (BOARD_UART_CLOCK_HZ + BOARD_UART_BAUD / 2u) / BOARD_UART_BAUD;
+    usart_stm32_clock_and_pins();
+    /* 16x oversampling: BRR = the divider in 1/16ths, computed from the board definition's
+     * USART kernel clock and baud rate (cpr_edge.firmware_build.config) */
+    USART_BRR = BOARD_UART_BRR;
     USART_CR1 = CR1_UE | CR1_TE | CR1_RE | CR1_RXNEIE;
     static const uint8_t irqs[] = {BOARD_UART_IRQ_LIST};
     for (uint32_t i = 0; i < sizeof(irqs); i++)

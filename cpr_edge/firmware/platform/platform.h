@@ -27,7 +27,10 @@ uint32_t stack_size(void);         /* bytes reserved for the stack by the linker
 uint32_t stack_used(void);         /* high-water mark in bytes since the last paint */
 
 /* ---- system ----------------------------------------------------------------------------- */
-void platform_init(void);          /* FPU is on already; clocks, time base, counter */
+/* Clock tree of the board definition (clock_stm32f4.c, clock_stm32f1.c), on boards with
+ * BOARD_CLOCK_SETUP 1; the others run at the clock they start on. */
+void clock_init(void);
+void platform_init(void);          /* FPU is on already; clock tree, time base, counter */
 void system_reset(void) __attribute__((noreturn)); /* SYSRESETREQ */
 
 #endif /* PLATFORM_H */

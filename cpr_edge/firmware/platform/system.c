@@ -4,6 +4,9 @@
 
 void platform_init(void)
 {
+#if BOARD_CLOCK_SETUP
+    clock_init(); /* first: the time base and the UART divider assume BOARD_CLOCK_HZ */
+#endif
     timebase_init();
     counter_init();
 }
