@@ -183,3 +183,18 @@ def test_returns_plot_zooms_to_a_2_percent_gap_with_the_threshold_visible():
         assert [ln.get_ydata()[0] for ln in ax.lines if ln.get_linestyle() == "--"] == pytest.approx([threshold])
     finally:
         plt.close(fig)
+
+
+def test_compare_names_each_runs_binding_constraint(tmp_path):
+    import json
+
+    from cpr_edge.report.compare import compare
+
+    for name, kw in (("big", {}), ("small", SMALL_RAM_BOUND)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps(synthetic_report(**kw)))
+    res = compare([tmp_path / "big", tmp_path / "small"], tmp_path / "cmp")
+    assert [r["binding"] for r in res["rows"]] == ["latency", "ram"]
+    assert res["rows"][1]["ram_used"] == 7700 and res["rows"][1]["headroom_fraction"]["ram"] == pytest.approx(492 / 8192)
+    assert "| 7700 B of 8192 B (6.0 % left) | RAM, 492 B (6.0 %) left |" in res["table"]
+    assert "| 57.6 KiB of 4 MiB (98.6 % left) |" in res["table"]

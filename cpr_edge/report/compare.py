@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 
 from cpr_edge.errors import CprError
-from cpr_edge.hil.checks import p99_seconds
+from cpr_edge.report.constraints import NAMES, constraints, describe, latency_seconds
+from cpr_edge.report.units import fmt_bytes, fmt_percent, fmt_seconds
 
 
 def load_report(run_dir) -> dict:
@@ -26,9 +27,9 @@ def load_report(run_dir) -> dict:
 def row(r: dict) -> dict:
     checks = {c["name"]: c for c in r["checks"]}
     rr = checks.get("return_ratio", {})
-    mem = checks.get("memory_fits", {})
     lat = r.get("latency", {})
-    used, cap = mem.get("value") or {}, mem.get("threshold") or {}
+    c = r.get("constraints") or constraints(r)
+    flash, ram = c.get("flash") or {}, c.get("ram") or {}
     return {
         "name": f"{r['board']['name']} ({Path(r['_path']).parent.name})",
         "run": str(Path(r["_path"]).parent), "task": r["task"], "board": r["board"]["name"],
@@ -37,11 +38,14 @@ def row(r: dict) -> dict:
         "return_pruned_board": r["mean_return"].get("pruned_board"),
         "return_unpruned_float": r["mean_return"].get("unpruned_float_host"),
         "return_ratio": rr.get("value"), "return_ratio_threshold": rr.get("threshold"),
-        "latency_p99_s": p99_seconds(lat)[0], "latency_estimate": p99_seconds(lat)[1],
+        "latency_p99_s": latency_seconds(lat)[0], "latency_estimate": latency_seconds(lat)[1],
         "budget_s": lat.get("budget_s"),
-        "flash_used": used.get("flash"), "flash_capacity": cap.get("flash"),
-        "ram_used": used.get("ram"), "ram_capacity": cap.get("ram"),
-        "failed_checks": [c["name"] for c in r["checks"] if not c["passed"]],
+        "flash_used": flash.get("used"), "flash_capacity": flash.get("limit"),
+        "ram_used": ram.get("used"), "ram_capacity": ram.get("limit"),
+        "headroom_fraction": {k: c[k]["headroom_fraction"] for k in NAMES if isinstance(c.get(k), dict)},
+        "binding": c.get("binding"),
+        "binding_text": describe(c["binding"], c[c["binding"]]) if c.get("binding") else None,
+        "failed_checks": [x["name"] for x in r["checks"] if not x["passed"]],
     }
 
 
@@ -49,17 +53,19 @@ def markdown_table(rows: list[dict]) -> str:
     def f(v, fmt):
         return "–" if v is None else format(v, fmt)
 
-    lines = ["| run | task | result | return board / float | ratio | p99 latency | flash used / cap | RAM used / cap | model |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    def mem(used, cap):
+        return "–" if used is None or not cap else f"{fmt_bytes(used)} of {fmt_bytes(cap)} ({fmt_percent(1 - used / cap)} left)"
+
+    lines = ["| run | task | result | return board / float | ratio | p99 latency | flash | RAM | binding constraint | model |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lat = "–" if r["latency_p99_s"] is None else (
-            f"{r['latency_p99_s'] * 1e6:.1f} µs" + (" (est.)" if r["latency_estimate"] else ""))
-        fl = "–" if r["flash_used"] is None else f"{r['flash_used'] / 1024:.1f} / {r['flash_capacity'] / 1024:.0f} KiB"
-        ram = "–" if r["ram_used"] is None else f"{r['ram_used'] / 1024:.1f} / {r['ram_capacity'] / 1024:.0f} KiB"
+            fmt_seconds(r["latency_p99_s"]) + (" (est.)" if r["latency_estimate"] else ""))
+        fl, ram = mem(r["flash_used"], r["flash_capacity"]), mem(r["ram_used"], r["ram_capacity"])
         res = "pass" if r["passed"] else "**FAIL** (" + ", ".join(r["failed_checks"]) + ")"
         lines.append(f"| {r['name']} | {r['task']} | {res} | {f(r['return_pruned_board'], '.1f')} / "
                      f"{f(r['return_unpruned_float'], '.1f')} | {f(r['return_ratio'], '.3f')} | {lat} | {fl} | "
-                     f"{ram} | `{r['model_sha256'][:12]}` |")
+                     f"{ram} | {r['binding_text'] or '–'} | `{r['model_sha256'][:12]}` |")
     return "\n".join(lines) + "\n"
 
 
