@@ -15,7 +15,7 @@ from cpr_edge.errors import CprError
 UART_DRIVERS = ("uart_cmsdk", "usart_stm32f4", "usart_stm32f1", "uart_nrf5x")
 CLOCK_DRIVERS = ("clock_stm32f4", "clock_stm32f1")
 """Clock set-up files in firmware/platform/ (a board without ``clock`` runs at its reset clock)."""
-FC_KERNELS = ("reference", "dsp", "dsp_rotate")
+FC_KERNELS = ("reference", "dsp", "dsp_rotate", "unrolled")
 COUNTER_KINDS = {"systick_icount": "instructions", "dwt_cyccnt": "cycles"}
 """Invoke counter kind -> the unit it counts in."""
 COUNTER_UNITS = {"cycles": 0, "instructions": 1}
@@ -62,7 +62,7 @@ class Board:
     linker_script: str
     """File in cpr_edge/firmware/linker/."""
     fc_kernel: str
-    """FULLY_CONNECTED variant: reference | dsp | dsp_rotate."""
+    """FULLY_CONNECTED variant: reference | dsp | dsp_rotate | unrolled (no DSP extension)."""
     qemu: dict | None = None
     """machine, command and semihosting_command (lists with {elf} {port} {qmp_port})."""
     flash_tool: dict | None = None

@@ -13,14 +13,16 @@ def c_float(x: float) -> str:
 
 def c_array(c: Const, per_line: int = 20) -> str:
     if c.dsp_values is not None:
-        return (f"#if defined(CPR_FC_VARIANT_DSP) || defined(CPR_FC_VARIANT_DSP_ROTATE)\n"
-                f"/* 4-row interleaved layout of the DSP kernels */\n"
-                f"{_array(c.name, c.ctype, c.dsp_values, per_line)}\n#else\n"
-                f"{_array(c.name, c.ctype, c.values, per_line)}\n#endif")
+        # word-aligned: the unrolled kernel loads the interleaved weights a word at a time,
+        # and ARMv6-M has no unaligned loads
+        return (f"#if defined({c.layout_macro})\n"
+                f"/* the layout of the optimised kernels (cpr_runtime.h: {c.layout_macro}) */\n"
+                f"{_array(c.name, c.ctype, c.dsp_values, per_line, ' __attribute__((aligned(4)))')}"
+                f"\n#else\n{_array(c.name, c.ctype, c.values, per_line)}\n#endif")
     return _array(c.name, c.ctype, c.values, per_line)
 
 
-def _array(name: str, ctype: str, values: np.ndarray, per_line: int) -> str:
+def _array(name: str, ctype: str, values: np.ndarray, per_line: int, attributes: str = "") -> str:
     vals = [str(int(v)) for v in values.reshape(-1)]
     if ctype == "int32_t":  # -2147483648 is not a valid int literal in C
         vals = ["(-2147483647 - 1)" if s == "-2147483648" else s for s in vals]
@@ -28,7 +30,7 @@ def _array(name: str, ctype: str, values: np.ndarray, per_line: int) -> str:
         vals = ["(-9223372036854775807LL - 1)" if s == "-9223372036854775808" else s + "LL" for s in vals]
     lines = [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]
     body = ",\n    ".join(lines) if lines else "0"
-    return f"static const {ctype} {name}[{max(1, len(vals))}] = {{\n    {body}\n}};"
+    return f"static const {ctype} {name}[{max(1, len(vals))}]{attributes} = {{\n    {body}\n}};"
 
 
 # Element type of the quantised model input/output and the runtime's (de)quantiser for it,

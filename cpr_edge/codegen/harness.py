@@ -49,10 +49,14 @@ def run_host(exe: str | Path, inputs: np.ndarray, float_io: bool = False,
 
 
 M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
-# core -> (compiler flags, QEMU machine). Both MPS2 images share the test link map: code at
+# core -> (compiler flags, QEMU machine). These machines share the test link map: code at
 # 0x0, SRAM at 0x20000000 (mps2-an505, Cortex-M33, boots Secure at another map: not here).
+# The micro:bit has 16 KB of RAM there, so its stack starts at the end of those.
 TARGETS = {"cortex-m4": (M4_FLAGS, "mps2-an386"),
-           "cortex-m7": (["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"], "mps2-an500")}
+           "cortex-m7": (["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"], "mps2-an500"),
+           "cortex-m3": (["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"], "mps2-an385"),
+           "cortex-m0": (["-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft",
+                          "-Wl,--defsym=cpr_test_ram_end=0x20004000"], "microbit")}
 QEMU_MACHINE = "mps2-an386"
 
 

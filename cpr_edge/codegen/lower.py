@@ -34,7 +34,9 @@ class Const:
     kind: str
     """weights | bias | requant | table | params (what memory.json may group by)"""
     dsp_values: np.ndarray | None = None
-    """the same bytes in the DSP kernels' layout, emitted for the DSP variants instead"""
+    """the same bytes in the optimised kernels' layout, emitted instead when the macro
+    ``layout_macro`` is defined (cpr_runtime.h defines it for the variants that read it)"""
+    layout_macro: str = ""
 
     @property
     def nbytes(self) -> int:
@@ -144,7 +146,7 @@ def _fully_connected(g: Graph, op: Operator) -> Step:
     lo, hi = quant.activation_range(_fused(op), y.scale[0], _zp(y))
     k = f"fc{op.index}"
     consts = [Const(f"{k}_weights", "int8_t", w.data.reshape(-1), "weights",
-                    dsp_values=interleave4(w.data))]
+                    dsp_values=interleave4(w.data), layout_macro="CPR_FC_S8_INTERLEAVED")]
     if b is not None:
         consts.append(Const(f"{k}_bias", "int32_t", b.data.reshape(-1), "bias"))
     consts += [Const(f"{k}_multiplier", "int32_t", np.array(mult, np.int32), "requant"),
@@ -158,9 +160,9 @@ def _fully_connected(g: Graph, op: Operator) -> Step:
 
 
 def interleave4(w: np.ndarray) -> np.ndarray:
-    """Row-major [N, K] weights -> the DSP kernels' 4-row interleaved layout (see
-    optimized/fully_connected_dsp.c): per block of 4 rows, 16-byte groups of bytes k..k+3 of
-    each row, then each row's K % 4 tail; leftover rows stay row-major."""
+    """Row-major [N, K] weights -> the 4-row interleaved layout of the DSP and unrolled
+    kernels (see optimized/fully_connected_dsp.c): per block of 4 rows, 16-byte groups of
+    bytes k..k+3 of each row, then each row's K % 4 tail; leftover rows stay row-major."""
     n, k = w.shape
     k4, n4 = k & ~3, n & ~3
     parts = []

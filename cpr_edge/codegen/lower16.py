@@ -88,7 +88,7 @@ def _fully_connected(g: Graph, op: Operator) -> Step:
     lo, hi = quant.activation_range(fused, y.scale[0], 0, *RANGE["int16"])
     k = f"fc{op.index}"
     consts = [Const(f"{k}_weights", "int8_t", w.data.reshape(-1), "weights",
-                    dsp_values=pair_layout(w.data))]
+                    dsp_values=pair_layout(w.data), layout_macro="CPR_FC_S16_PAIRED")]
     if b is not None:
         consts.append(Const(f"{k}_bias", "int64_t", b.data.reshape(-1), "bias"))
     consts += [Const(f"{k}_multiplier", "int32_t", np.array(mult, np.int32), "requant"),

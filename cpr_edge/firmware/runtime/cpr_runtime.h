@@ -9,6 +9,8 @@
  *   -DCPR_FC_VARIANT_DSP        Cortex-M DSP extension: ACLE __smlad + __sxtb16,
  *                             odd bytes through __sxtb16(ror(x, 8)) (a separate ROR)
  *   -DCPR_FC_VARIANT_DSP_ROTATE same, with the rotate folded into SXTB16 (ROR #8 form)
+ *   -DCPR_FC_VARIANT_UNROLLED   cores without the DSP extension (Cortex-M0, M3): four rows
+ *                             at a time, word loads of the weights, 32-bit MULs only
  * cpr_fully_connected_s8() is the selected one; cpr_fully_connected_s8_reference() is always
  * built so that on-target tests can compare the two.
  */
@@ -21,8 +23,17 @@
 extern "C" {
 #endif
 
-#if defined(CPR_FC_VARIANT_DSP) && defined(CPR_FC_VARIANT_DSP_ROTATE)
-#error "define at most one of CPR_FC_VARIANT_DSP and CPR_FC_VARIANT_DSP_ROTATE"
+#if defined(CPR_FC_VARIANT_DSP) + defined(CPR_FC_VARIANT_DSP_ROTATE) + defined(CPR_FC_VARIANT_UNROLLED) > 1
+#error "define at most one of CPR_FC_VARIANT_DSP, CPR_FC_VARIANT_DSP_ROTATE, CPR_FC_VARIANT_UNROLLED"
+#endif
+
+/* Weight layouts the selected kernels read; the generated model.c holds FULLY_CONNECTED
+ * weights in them when these are defined (cpr_edge.codegen.emit). */
+#if defined(CPR_FC_VARIANT_DSP) || defined(CPR_FC_VARIANT_DSP_ROTATE) || defined(CPR_FC_VARIANT_UNROLLED)
+#define CPR_FC_S8_INTERLEAVED 1 /* int8: 4-row interleaved, 4-byte aligned */
+#endif
+#if defined(CPR_FC_VARIANT_DSP) || defined(CPR_FC_VARIANT_DSP_ROTATE)
+#define CPR_FC_S16_PAIRED 1     /* 16x8: groups of 4 as k, k+2, k+1, k+3 */
 #endif
 
 /* ---- requantisation (cpr_quant.c) ------------------------------------------------ */
@@ -62,6 +73,13 @@ void cpr_fully_connected_s8_dsp(const cpr_fc_params *p, const int8_t *input, int
                                 int32_t in_depth, const int8_t *weights, const int32_t *bias,
                                 int32_t out_depth, int8_t *output);
 #define cpr_fully_connected_s8 cpr_fully_connected_s8_dsp
+#elif defined(CPR_FC_VARIANT_UNROLLED)
+/* Reads the interleaved layout (optimized/fully_connected_unrolled.c) with aligned word
+ * loads: weights 4-byte aligned; weights_offset must be 0. */
+void cpr_fully_connected_s8_unrolled(const cpr_fc_params *p, const int8_t *input,
+                                     int32_t batches, int32_t in_depth, const int8_t *weights,
+                                     const int32_t *bias, int32_t out_depth, int8_t *output);
+#define cpr_fully_connected_s8 cpr_fully_connected_s8_unrolled
 #else
 #define cpr_fully_connected_s8 cpr_fully_connected_s8_reference
 #endif
