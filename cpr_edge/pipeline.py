@@ -141,7 +141,7 @@ def baseline_job(checkpoint: str, model_dir: str, board_name: str, metric: str, 
             if does_not_fit(e) and i + 1 < len(precisions):
                 say(f"{precision} does not fit: {e}; trying {precisions[i + 1]}")
                 continue
-            return {"error": str(e), "times": times, "importance": importance}
+            return {"error": str(e), "does_not_fit": does_not_fit(e), "times": times, "importance": importance}
         return {"export": info, "build": build, "times": times, "importance": importance, "precision": precision}
 
 
@@ -254,7 +254,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
         base = baseline.get()
         clock.add("baseline_wait", time.perf_counter() - t)
     if "error" in base:
-        if "does not fit" not in base["error"]:
+        if not base.get("does_not_fit"):
             raise CprError(f"baseline (b), the unpruned model: {base['error']}")
         say(f"      baseline (b) skipped: {base['error']}")
 

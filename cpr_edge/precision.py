@@ -63,7 +63,9 @@ def candidates(precision: str) -> list[str]:
 
 def does_not_fit(e: CprError) -> bool:
     """The build's refusal of an image larger than the board (cpr_edge.firmware_build)."""
-    return "does not fit" in str(e)
+    from cpr_edge.errors import DoesNotFit
+
+    return isinstance(e, DoesNotFit)
 
 
 def add_export_args(p: argparse.ArgumentParser) -> None:

@@ -19,10 +19,15 @@ from typing import Callable
 from cpr_edge.boards import Board, load_board
 from cpr_edge.firmware_build.config import board_config_h, make_variables
 from cpr_edge.firmware_build.memory import memory_report
-from cpr_edge.errors import CprError
+from cpr_edge.errors import CprError, DoesNotFit
 from cpr_edge.fileio import atomic_dir, write_json_atomic, write_text_atomic
 
 TOOLS = ("make", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm")
+STACK_CACHE_FILE = "stack_probe.json"
+"""Measured stack figures of the last build in an output folder (cpr_edge.firmware_build.stack)."""
+TEST_IMAGE_STACK_BYTES = 2048
+"""Stack of the on-target unit test image: it measures 120-200 B (its buffers are static),
+and 2 KB leaves room beside its 3.6 KB of .bss on an 8 KB part."""
 
 
 def firmware_dir() -> Path:
@@ -73,15 +78,22 @@ def _make(variables: dict[str, str], log: Callable[[str], None]) -> subprocess.C
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
-def _overflow_message(board: Board, mem: dict) -> str:
+def _overflow_message(board: Board, mem: dict, stack: dict | None = None) -> str:
     f, r = mem["flash"], mem["ram"]
     parts = []
     if f["headroom"] < 0:
         parts.append(f"flash needs {f['total']} bytes (code {f['code']}, constants {f['constants']}, "
                      f"data {f['data_init']}) but has {f['capacity']}: {-f['headroom']} bytes over")
     if r["headroom"] < 0:
+        if stack and stack["source"] == "measured":
+            stack_text = (f"stack {r['stack_reserved']} = measured {max(stack['invoke_measured'], stack['hil_measured'])}"
+                          f" on {stack['measured_on']} + margin")
+        elif r["stack_reserved"] == 0:
+            stack_text = "stack not yet sized"  # .data + .bss alone do not fit
+        else:
+            stack_text = f"stack {r['stack_reserved']}"
         parts.append(f"RAM needs {r['total']} bytes (data {r['data']}, bss {r['bss']} incl. "
-                     f"activations {r['activations']}, stack {r['stack_reserved']}) but has "
+                     f"activations {r['activations']}, {stack_text}) but has "
                      f"{r['capacity']}: {-r['headroom']} bytes over")
     return f"the model does not fit {board.name}: " + "; ".join(parts)
 
@@ -90,8 +102,10 @@ def build_firmware(board: Board | str, model_dir, out_dir, progress: Callable[[s
                    fc_kernel: str | None = None) -> dict:
     """Build the HIL firmware for ``board`` from ``model_dir/model_int8.tflite`` into ``out_dir``.
 
-    ``fc_kernel`` overrides the board's FULLY_CONNECTED variant (reference | dsp | dsp_rotate).
-    Returns a summary: board, paths of the ELF, map and memory.json, and the memory report.
+    ``fc_kernel`` overrides the board's FULLY_CONNECTED variant (reference | dsp | dsp_rotate |
+    unrolled). The image is linked twice: first without a stack (its .data + .bss), then with
+    the stack sized from measurement (cpr_edge.firmware_build.stack: a probe image in QEMU on
+    the board or its emulated twin, cached in ``out_dir``). Returns a summary: board, paths of the ELF, map and memory.json, and the memory report.
     """
     # the function, not the package attribute (which importing the submodule replaces)
     from cpr_edge.codegen.generate import generate
@@ -113,6 +127,7 @@ def build_firmware(board: Board | str, model_dir, out_dir, progress: Callable[[s
         write_text_atomic(tmp / "board_config.h", board_config_h(board, source_id))
         variables = {"OUT": str(tmp), "CONFIG_DIR": str(tmp), "MODEL_DIR": str(tmp / "model"),
                      "APP": "hil", **make_variables(board, variant)}
+        variables["STACK_SIZE"] = "0"  # first link: .data + .bss alone; the stack is sized below
         log(f"compiling for {board.name} ({board.core}, FULLY_CONNECTED {variant})")
         res = _make(variables, log)
         elf = tmp / "firmware.elf"
