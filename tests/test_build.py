@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 import re
 import struct
 
@@ -28,11 +29,17 @@ def run_cli(argv):
     return rc, out.getvalue()
 
 
-def test_list_boards_prints_one_name_per_line():
+def test_list_boards_prints_one_board_per_line_with_core_clock_flash_ram():
     rc, out = run_cli(["build", "--list-boards"])
     assert rc == 0
-    names = out.split()
+    lines = out.splitlines()
+    names = [ln.split()[0] for ln in lines]
     assert names == list_boards()
+    for line, name in zip(lines, names):
+        b = load_board(name)
+        assert f" {b.core} " in line and f"{b.clock_hz / 1e6:g} MHz" in line, line
+    small = lines[names.index("qemu-stm32vldiscovery")]
+    assert "flash  128 KB" in small and "RAM    8 KB" in small and "24 MHz" in small
     assert set(EMULATED) <= set(names)
     real = [n for n in names if load_board(n).kind == "real"]
     assert len(real) >= 2
@@ -78,9 +85,22 @@ def test_every_board_builds_with_memory_json(name, firmware_builds):
     assert f["total"] == f["code"] + f["constants"] + f["data_init"] <= f["capacity"] == board.flash_size
     assert f["headroom"] == f["capacity"] - f["total"]
     assert codegen["weight_bytes"] <= f["model_constants"] <= f["constants"]
-    # RAM: the activation arena is the generated plan's, the stack the board's
+    # RAM: the activation arena is the generated plan's; the stack measured (on the board or
+    # its emulated twin) plus the stated margin, or the fixed stack_bytes of a real board
+    # without a twin
     assert r["activations"] == codegen["activation_bytes"] and r["activations"] <= r["bss"]
-    assert r["stack_reserved"] == board.stack_bytes
+    st = r["stack"]
+    if board.emulated or board.emulated_twin:
+        assert st["source"] == "measured" and st["measured_on"] == (board.emulated_twin or name)
+        assert 0 < st["invoke_measured"] < st["hil_measured"] == r["stack_measured"] < 4096
+        assert st["outside_invoke"] == st["hil_measured"] - st["invoke_measured"]
+        m = st["margin"]
+        assert (m["fraction"], m["bytes"]) == (0.25, 256) and m["why"]
+        with_margin = math.ceil(r["stack_measured"] * 1.25) + 256  # docs/memory.md
+        assert r["stack_reserved"] == st["reserved"] == (with_margin + 7) // 8 * 8
+    else:
+        assert st["source"] == "board definition" and r["stack_measured"] is None
+        assert r["stack_reserved"] == st["reserved"] == board.stack_bytes
     assert r["total"] == r["data"] + r["bss"] + r["stack_reserved"] <= r["capacity"] == board.ram_size
     assert mem["fits"] and mem["fc_kernel"] == board.fc_kernel
     # the ELF really is laid out for this board: vector table at the flash origin, initial
@@ -111,8 +131,9 @@ def _section_offset(elf: bytes, wanted: str) -> int:
 
 @pytest.mark.slow
 def test_model_that_does_not_fit_is_refused_with_numbers(hil_model_dir, tmp_path):
-    # the same STM32F4 port with the memory of a much smaller part: 64 KB flash, 4 KB RAM
-    small = dataclasses.replace(load_board("qemu-netduinoplus2"), flash_size=64 * 1024, ram_size=4 * 1024)
+    # the same STM32F4 port with the memory of a much smaller part: 64 KB flash, 2 KB RAM
+    # (less than .data + .bss: the first link, without a stack, already overflows)
+    small = dataclasses.replace(load_board("qemu-netduinoplus2"), flash_size=64 * 1024, ram_size=2 * 1024)
     out = tmp_path / "fw"
     with pytest.raises(CprError) as e:
         build_firmware(small, hil_model_dir, out)
@@ -120,12 +141,52 @@ def test_model_that_does_not_fit_is_refused_with_numbers(hil_model_dir, tmp_path
     assert msg.startswith("the model does not fit qemu-netduinoplus2")
     flash = re.search(r"flash needs (\d+) bytes \(code (\d+), constants (\d+), data (\d+)\) "
                       r"but has 65536: (\d+) bytes over", msg)
-    ram = re.search(r"RAM needs (\d+) bytes .*stack 8192\) but has 4096: (\d+) bytes over", msg)
+    ram = re.search(r"RAM needs (\d+) bytes .*stack not yet sized\) but has 2048: (\d+) bytes over", msg)
     assert flash and ram, msg
     need, code, const, data, over = map(int, flash.groups())
     assert need == code + const + data and over == need - 65536 > 0
-    assert int(ram.group(2)) == int(ram.group(1)) - 4096 > 0
+    assert int(ram.group(2)) == int(ram.group(1)) - 2048 > 0
     assert not out.exists()  # nothing written, nothing that could be flashed
+
+
+@pytest.mark.slow
+def test_measured_stack_that_does_not_fit_is_refused(hil_model_dir, firmware_builds, tmp_path):
+    """.data + .bss fit, the stack measured for them does not: refused with the measured
+    figure, nothing written. And a stack that fits exactly is what the image gets."""
+    board = load_board("qemu-netduinoplus2")
+    mem = firmware_builds[board.name][0]["memory"]
+    static = mem["ram"]["data"] + mem["ram"]["bss"]
+    need = mem["ram"]["stack_reserved"]
+    tight = dataclasses.replace(board, ram_size=static + need - 8)
+    out = tmp_path / "fw"
+    with pytest.raises(CprError) as e:
+        build_firmware(tight, hil_model_dir, out)
+    msg = str(e.value)
+    r = mem["ram"]
+    assert msg == (f"the model does not fit qemu-netduinoplus2: RAM needs {static + need} bytes (data "
+                   f"{r['data']}, bss {r['bss']} incl. activations {r['activations']}, stack {need} = "
+                   f"measured {r['stack_measured']} on qemu-netduinoplus2 + margin) but has "
+                   f"{static + need - 8}: 8 bytes over"), msg
+    assert not out.exists()
+    exact = build_firmware(dataclasses.replace(board, ram_size=static + need), hil_model_dir, out)
+    assert exact["memory"]["ram"]["headroom"] == 0 and exact["memory"]["ram"]["stack_reserved"] == need
+
+
+@pytest.mark.slow
+def test_stack_figures_are_cached_in_the_build_folder(hil_model_dir, tmp_path):
+    """A rebuild of the same model for the same board reads the figures back (no probe run);
+    another FULLY_CONNECTED kernel is measured anew."""
+    out = tmp_path / "fw"
+    first = build_firmware("qemu-microbit", hil_model_dir, out)["memory"]["ram"]["stack"]
+    cache = json.loads((out / "stack_probe.json").read_text())
+    assert not first["from_cache"] and cache["hil_stack_bytes"] == first["hil_measured"]
+    log = []
+    again = build_firmware("qemu-microbit", hil_model_dir, out, progress=log.append)["memory"]["ram"]["stack"]
+    assert again["from_cache"] and {k: v for k, v in again.items() if k != "from_cache"} == \
+        {k: v for k, v in first.items() if k != "from_cache"}
+    assert not any("measuring the stack" in line for line in log)
+    other = build_firmware("qemu-microbit", hil_model_dir, out, fc_kernel="reference")["memory"]["ram"]["stack"]
+    assert not other["from_cache"] and json.loads((out / "stack_probe.json").read_text())["key"] != cache["key"]
 
 
 def test_missing_model_is_a_clear_error(tmp_path, capsys):

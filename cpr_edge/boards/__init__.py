@@ -44,8 +44,10 @@ class Board:
     """Start address of RAM."""
     ram_size: int
     """Bytes of RAM usable by the image."""
-    stack_bytes: int
-    """Stack reserved by the linker script, at the top of the image's RAM."""
+    stack_bytes: int | None
+    """Fixed stack for a real board without ``emulated_twin`` (optional elsewhere and then
+    unused): the HIL image's stack is otherwise sized from measurement
+    (cpr_edge.firmware_build.stack)."""
     irq_count: int
     """External interrupts in the vector table."""
     uart: dict
@@ -132,7 +134,8 @@ def load_board(name: str) -> Board:
             cpu_flags=tuple(d["cpu_flags"]), clock_hz=int(d["clock_hz"]),
             flash_origin=int(d["flash"]["origin"]), flash_size=int(d["flash"]["size"]),
             ram_origin=int(d["ram"]["origin"]), ram_size=int(d["ram"]["size"]),
-            stack_bytes=int(d["stack_bytes"]), irq_count=int(d["irq_count"]), uart=dict(d["uart"]),
+            stack_bytes=int(d["stack_bytes"]) if d.get("stack_bytes") is not None else None,
+            irq_count=int(d["irq_count"]), uart=dict(d["uart"]),
             timer=d["timer"], counter_kind=d["counter"]["kind"], counter_unit=d["counter"]["unit"], icount_shift=int(d["counter"].get("icount_shift", 0)),
             linker_script=d["linker_script"], fc_kernel=d["fc_kernel"], qemu=d.get("qemu"),
             flash_tool=d.get("flash_tool"), notes=d.get("notes") or {},
@@ -158,6 +161,9 @@ def load_board(name: str) -> Board:
     from cpr_edge.firmware_build.clock import clock_tree  # here: it imports this module
 
     clock_tree(board)  # a clock tree that does not give clock_hz and the UART clock is refused
+    if board.kind == "real" and not board.emulated_twin and board.stack_bytes is None:
+        raise CprError(f"board definition {name}.yaml: a real board without emulated_twin needs "
+                       f"stack_bytes (its stack cannot be measured)")
     if board.cycles_per_instruction <= 0:
         raise CprError(f"board definition {name}.yaml: latency.cycles_per_instruction must be > 0")
     return board

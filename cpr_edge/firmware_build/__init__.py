@@ -137,24 +137,59 @@ def build_firmware(board: Board | str, model_dir, out_dir, progress: Callable[[s
             # Link once more, keeping the oversized image, only to measure it for the message.
             _make({**variables, "LDEXTRA": "-Wl,--noinhibit-exec"}, log)
             if not elf.is_file():
-                raise CprError(f"the model does not fit {board.name}: {_first_error(res.stderr)}")
+                raise DoesNotFit(f"the model does not fit {board.name}: {_first_error(res.stderr)}")
             mem = memory_report(elf, board, activation_bytes=gen["activation_bytes"])
-            raise CprError(_overflow_message(board, mem))
+            raise DoesNotFit(_overflow_message(board, mem), mem)
         model_obj = tmp / "obj" / "model_model.o"
         mem = memory_report(elf, board, model_obj, activation_bytes=gen["activation_bytes"])
         if not mem["fits"]:
-            raise CprError(_overflow_message(board, mem))
+            raise DoesNotFit(_overflow_message(board, mem), mem)
+        mem, stack = _link_with_measured_stack(board, model_dir, variant, source_id, variables, mem,
+                                               gen["activation_bytes"], out_dir, log)
         mem["fc_kernel"] = variant
         mem["model_sha256"] = gen["sha256"]
         mem["elf_sha256"] = sha256_of(elf)
         mem["firmware_source_id"] = source_id
         write_json_atomic(tmp / "memory.json", mem)
+        if stack.get("_cache"):
+            write_json_atomic(tmp / STACK_CACHE_FILE, stack["_cache"])
         shutil.rmtree(tmp / "obj")
+        shutil.rmtree(tmp / "stack_probe", ignore_errors=True)
         log(f"{board.name}: flash {mem['flash']['total']} / {mem['flash']['capacity']} bytes, "
             f"RAM {mem['ram']['total']} / {mem['ram']['capacity']} bytes")
     return {"board": board.name, "out_dir": str(out_dir), "elf": str(out_dir / "firmware.elf"),
             "map": str(out_dir / "firmware.map"), "memory_json": str(out_dir / "memory.json"),
             "fc_kernel": variant, "model_sha256": gen["sha256"], "memory": mem}
+
+
+def _link_with_measured_stack(board: Board, model_dir, variant: str, source_id: str, variables: dict,
+                              mem: dict, activation_bytes: int, out_dir: Path, log) -> tuple[dict, dict]:
+    """Relink the image of ``variables`` (linked without a stack, measured as ``mem``) with the
+    stack planned from measurement; returns its memory report, with ``ram.stack``, and the plan.
+    Refuses, with the figures, a stack that does not fit beside .data and .bss."""
+    from cpr_edge.firmware_build.stack import plan_stack
+
+    tmp = Path(variables["OUT"])
+    cache = out_dir if (out_dir / STACK_CACHE_FILE).is_file() else None
+    stack = plan_stack(board, model_dir, variant, source_id, mem["ram"]["headroom"], tmp / "stack_probe",
+                       cache, log)
+    variables["STACK_SIZE"] = str(stack["reserved"])
+    elf = tmp / "firmware.elf"
+    elf.unlink()
+    res = _make(variables, log)
+    if res.returncode != 0:
+        if "overflowed" not in res.stderr and "will not fit" not in res.stderr:
+            raise CprError(f"firmware build for {board.name} failed: {_first_error(res.stderr)}")
+        _make({**variables, "LDEXTRA": "-Wl,--noinhibit-exec"}, log)
+        over = memory_report(elf, board, activation_bytes=activation_bytes)
+        raise DoesNotFit(_overflow_message(board, over, stack), over)
+    mem = memory_report(elf, board, tmp / "obj" / "model_model.o", activation_bytes=activation_bytes)
+    if not mem["fits"]:
+        raise DoesNotFit(_overflow_message(board, mem, stack), mem)
+    measured = None if stack["source"] != "measured" else max(stack["invoke_measured"], stack["hil_measured"])
+    mem["ram"]["stack_measured"] = measured
+    mem["ram"]["stack"] = {k: v for k, v in stack.items() if not k.startswith("_")}
+    return mem, stack
 
 
 def build_test_image(board: Board | str, out_dir, progress: Callable[[str], None] | None = None) -> Path:
@@ -167,7 +202,8 @@ def build_test_image(board: Board | str, out_dir, progress: Callable[[str], None
         write_text_atomic(tmp / "board_config.h", board_config_h(board))
         variables = {"OUT": str(tmp), "CONFIG_DIR": str(tmp), "APP": "unittest",
                      **{k: v for k, v in make_variables(board, "reference").items()
-                        if not k.startswith(("RUNTIME", "FC_"))}}
+                        if not k.startswith(("RUNTIME", "FC_"))},
+                     "STACK_SIZE": str(TEST_IMAGE_STACK_BYTES)}
         res = _make(variables, progress or (lambda msg: None))
         if res.returncode != 0:
             raise CprError(f"test image build for {board.name} failed: {_first_error(res.stderr)}")

@@ -71,7 +71,7 @@ def make_variables(board: Board, fc_kernel: str) -> dict[str, str]:
         "UART_DRIVER": board.uart["driver"],
         "CLOCK_DRIVER": board.clock["driver"] if board.clock else "",
         "LDSCRIPT": board.linker_script,
-        "STACK_SIZE": str(board.stack_bytes),
+        "STACK_SIZE": str(board.stack_bytes or 0),  # the build sets the measured size
         "FLASH_SIZE": str(board.flash_size),
         "RAM_SIZE": str(board.ram_size),
         "FC_DEFINES": " ".join(runtime_defines(fc_kernel)),

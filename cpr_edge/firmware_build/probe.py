@@ -1,6 +1,7 @@
-"""Stack used by ``model_invoke``, measured on an emulated board by stack painting
-(firmware/tests/invoke_stack_probe.c), for the inference-RAM figure
-(activation arena + invoke stack) of benchmarks/memory_vs_tflm.py."""
+"""Stack used by ``model_invoke`` and by the HIL request handling, measured on an emulated
+board by stack painting (firmware/tests/invoke_stack_probe.c): the HIL image's stack is sized
+from them (cpr_edge.firmware_build.stack), and benchmarks/memory_vs_tflm.py takes the
+inference-RAM figure (activation arena + invoke stack)."""
 from __future__ import annotations
 
 import subprocess
@@ -14,9 +15,12 @@ from cpr_edge.errors import CprError
 from cpr_edge.fileio import write_text_atomic
 
 
-def measure_invoke_stack(board: Board | str, model_dir, work_dir=None, fc_kernel: str | None = None) -> dict:
-    """``{"invoke_stack_bytes", "activation_bytes"}`` for ``model_dir/model_int8.tflite`` on
-    ``board`` (emulated), measured in QEMU."""
+def measure_invoke_stack(board: Board | str, model_dir, work_dir=None, fc_kernel: str | None = None,
+                         stack_bytes: int | None = None) -> dict:
+    """``{"invoke_stack_bytes", "hil_stack_bytes", "activation_bytes", "frames_ok"}`` for
+    ``model_dir/model_int8.tflite`` on ``board`` (emulated), measured in QEMU. The probe image
+    gets ``stack_bytes`` of stack (default: the board's ``stack_bytes``, else a quarter of
+    its RAM)."""
     from cpr_edge.codegen.generate import generate
 
     board = load_board(board) if isinstance(board, str) else board
@@ -29,11 +33,16 @@ def measure_invoke_stack(board: Board | str, model_dir, work_dir=None, fc_kernel
     write_text_atomic(work / "board_config.h", board_config_h(board))
     variables = {"OUT": str(work), "CONFIG_DIR": str(work), "MODEL_DIR": str(work / "model"),
                  "APP": "invoke_stack_probe", **make_variables(board, fc_kernel or board.fc_kernel)}
+    variables["STACK_SIZE"] = str(stack_bytes or board.stack_bytes or board.ram_size // 4 // 8 * 8)
     res = _make(variables, lambda m: None)
     if res.returncode != 0:
         raise CprError(f"stack probe build failed: {_first_error(res.stderr)}")
-    run = subprocess.run(board.semihosting_command(work / "firmware.elf"), capture_output=True,
-                         text=True, timeout=120)
+    try:  # it runs in about a second; a fault stops the core in a loop
+        run = subprocess.run(board.semihosting_command(work / "firmware.elf"), capture_output=True,
+                             text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise CprError(f"stack probe on {board.name} did not finish within 60 s (a fault in the "
+                       "probe image: stack overflow?)") from None
     out = run.stdout + run.stderr
     if run.returncode != 0:
         raise CprError(f"stack probe failed on {board.name} (exit {run.returncode}): {out[-300:]}")
@@ -42,6 +51,8 @@ def measure_invoke_stack(board: Board | str, model_dir, work_dir=None, fc_kernel
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             figures[parts[0]] = int(parts[1])
-    if "invoke_stack_bytes" not in figures:
+    if "invoke_stack_bytes" not in figures or "hil_stack_bytes" not in figures:
         raise CprError(f"stack probe printed no figures: {out[-300:]}")
+    if figures.get("frames_ok") != 6:  # every request frame but the bad-length, bad-CRC and unknown ones
+        raise CprError(f"stack probe: the HIL handlers acted on {figures.get('frames_ok')} of 6 frames")
     return figures
