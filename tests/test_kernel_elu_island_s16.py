@@ -1,5 +1,6 @@
 """The 16x8 float ELU island DEQUANTIZE(int16) -> ELU -> QUANTIZE(int16) as one kernel:
-equal to the tflite-micro interpreter on all 65536 int16 inputs, host and Cortex-M4."""
+equal to the tflite-micro interpreter on all 65536 int16 inputs, host, Cortex-M4 and the
+soft-float Cortex-M0."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 
 from cpr_edge.codegen import generate
 from cpr_edge.codegen.builder import OpSpec, TensorSpec, build_graph
-from cpr_edge.codegen.harness import build_host, build_qemu, qemu_outputs, run_host, run_qemu, tflm_outputs
+from cpr_edge.codegen.harness import (TARGETS, build_host, build_qemu, qemu_outputs, run_host, run_qemu,
+                                      tflm_outputs)
 
 ALL = np.arange(-32768, 32768, dtype=np.int16).reshape(-1, 256)
 CASES = {"cartpole-fc0": (1.1442447430454195e-4, 1.0452911374159157e-4),
@@ -34,10 +36,14 @@ def test_elu_island_all_inputs_match_tflm(tmp_path, case):
 
 
 @pytest.mark.qemu
-def test_elu_island_qemu_m4_matches_tflm(tmp_path):
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0"])
+def test_elu_island_qemu_matches_tflm(tmp_path, cpu):
+    """On the M4F's FPU and on the soft-float Cortex-M0 (libgcc's float routines): the island
+    uses only IEEE basic operations and no libm, so both give the host's results."""
     model = island(*CASES["cartpole-fc0"])
     (tmp_path / "m.tflite").write_bytes(model)
     generate(tmp_path / "m.tflite", tmp_path)
     x = ALL[::4]
-    got = qemu_outputs(run_qemu(build_qemu(tmp_path, x)), len(x), dtype=np.int16)
+    got = qemu_outputs(run_qemu(build_qemu(tmp_path, x, cpu=cpu), machine=TARGETS[cpu][1]), len(x),
+                       dtype=np.int16)
     np.testing.assert_array_equal(got, tflm_outputs(model, x))
