@@ -106,6 +106,13 @@ void cpr_fully_connected_s16_dsp(const cpr_fc16_params *p, const int16_t *input,
                                  int32_t batches, int32_t in_depth, const int8_t *weights,
                                  const int64_t *bias, int32_t out_depth, int16_t *output);
 #define cpr_fully_connected_s16 cpr_fully_connected_s16_dsp
+#elif defined(CPR_FC_VARIANT_UNROLLED)
+/* Row-major weights; int32 partial sums of 256 products added into the int64 accumulator
+ * (optimized/fully_connected_s16_unrolled.c). */
+void cpr_fully_connected_s16_unrolled(const cpr_fc16_params *p, const int16_t *input,
+                                      int32_t batches, int32_t in_depth, const int8_t *weights,
+                                      const int64_t *bias, int32_t out_depth, int16_t *output);
+#define cpr_fully_connected_s16 cpr_fully_connected_s16_unrolled
 #else
 #define cpr_fully_connected_s16 cpr_fully_connected_s16_reference
 #endif
