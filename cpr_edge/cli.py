@@ -23,6 +23,7 @@ STAGES = [
     "cpr_edge.firmware_build.commands",
     "cpr_edge.hil.commands",
     "cpr_edge.report.commands",
+    "cpr_edge.fit.commands",
     "cpr_edge.pipeline",
 ]
 

@@ -31,6 +31,7 @@ STAGE_TITLES = {"prune": "prune", "recover": "recover", "export": "export int8",
 
 def register(sub) -> None:
     from cpr_edge.cli import add_checkpoint_args
+    from cpr_edge.fit.commands import add_fit_args
     from cpr_edge.hil.commands import add_hil_args
     from cpr_edge.precision import add_export_args
 
@@ -42,12 +43,14 @@ def register(sub) -> None:
                                    "qemu-mps2-an386. Exit status 0 only if every check passes.")
     add_checkpoint_args(p)
     p.add_argument("--metric", default="fisher", help="importance metric (default fisher)")
-    p.add_argument("--ratio", type=float, default=0.5, help="fraction of deployed parameters to remove (default 0.5)")
+    p.add_argument("--ratio", type=float, default=None,
+                   help="fraction of deployed parameters to remove (default 0.5; with --fit: chosen by the fit)")
     p.add_argument("--recover-steps", type=int, default=300, help="distillation steps after pruning (default 300)")
     p.add_argument("--board", default="qemu-mps2-an386", help="board name (default qemu-mps2-an386)")
     add_hil_args(p)
     add_export_args(p)
-    p.add_argument("--out", default=None, help="run folder (default runs/TASK_PRESET-METRIC-RATIO-BOARD)")
+    add_fit_args(p, flag=True)
+    p.add_argument("--out", default=None, help="run folder (default runs/TASK_PRESET-METRIC-RATIO-BOARD, RATIO 'fit' with --fit)")
     p.add_argument("--json", action="store_true", help="print the report's checks and figures as one JSON object")
     p.set_defaults(func=cmd_prune_and_flash)
 
@@ -194,7 +197,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     from cpr_edge.firmware_build import default_out_dir
     from cpr_edge.fileio import write_json_atomic, write_text_atomic
     from cpr_edge.hil.closed_loop import eval_seeds
-    from cpr_edge.hil.commands import parse_budget
+    from cpr_edge.hil.commands import budget_from_args
     from cpr_edge.hil.run import HilConfig, run_hil
     from cpr_edge.hil.session import is_emulated
     from cpr_edge.pruning import prune_checkpoint
@@ -206,10 +209,14 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     say = say or (lambda m: print(m, file=sys.stderr, flush=True))
     torch.set_num_threads(1)
     t_start = time.perf_counter()
-    budget = parse_budget(args.budget)
+    budget = budget_from_args(args)
     if args.episodes is not None and args.episodes < 1:
         raise CprError("--episodes must be at least 1")
-    check_args(args.metric, args.ratio, "component", "deployed", "distill", args.recover_steps)
+    fitting = getattr(args, "fit", False)
+    if fitting and args.ratio is not None:
+        raise CprError("give --ratio or --fit, not both: --fit chooses the ratio")
+    args.ratio = 0.5 if args.ratio is None and not fitting else args.ratio
+    check_args(args.metric, 0.5 if fitting else args.ratio, "component", "deployed", "distill", args.recover_steps)
     opts = export_options(args)
     precisions = candidates(args.precision)
     board = load_board(args.board)
@@ -222,7 +229,18 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     from cpr_edge.runfolder import RunFolder
 
     preflight(args, board, ck)  # task, port, tools, episodes: refused before any slow stage
-    out = Path(args.out or f"runs/{ck.task}_{ck.preset}-{args.metric}-{args.ratio:g}-{args.board}")
+    fit = None
+    if fitting:  # before the run folder: an unfittable request leaves nothing written
+        from cpr_edge.fit.commands import fit_for_args
+
+        say(f"[0/9] fit: smallest removal for which {board.name}'s flash, RAM and latency budget hold")
+        t = time.perf_counter()
+        fit = fit_for_args(args, ck, board, budget, precisions, opts, lambda m: say(f"      {m}"))
+        args.ratio, precisions = fit["chosen"]["ratio"], [fit["chosen"]["precision"]]
+        say(f"[0/9] fit: ratio {args.ratio:g} ({precisions[0]}), {fit['chosen']['binding']} binds, "
+            f"{len(fit['probes'])} probes in {time.perf_counter() - t:.0f} s")
+    ratio_tag = "fit" if fitting else f"{args.ratio:g}"
+    out = Path(args.out or f"runs/{ck.task}_{ck.preset}-{args.metric}-{ratio_tag}-{args.board}")
     run_folder = RunFolder(out, "prune-and-flash").__enter__()  # locked; an earlier run's files gone
     clock = StageClock(say)
     say(f"prune-and-flash: {src} ({ck.task}) -> {args.board}, metric {args.metric}, ratio {args.ratio:g}, out {out}")
@@ -282,6 +300,10 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
                                   "attribution": export_info.get("attribution"),
                                   "recovery": export_info.get("quantization_aware")},
                  "baseline_parallel": {"times": base.get("times"), "skipped": base.get("error")}}
+        if fit is not None:
+            from cpr_edge.fit.commands import fit_with_return
+
+            extra["fit"] = fit_with_return(fit, result)
         if "error" in base:
             result["returns"].pop("unpruned_int8_board", None)
         importance = component_importance(ck, info, args.seed, base.get("importance"))

@@ -95,17 +95,18 @@ def export_options(args: argparse.Namespace) -> ExportOptions:
 
 def latency_probe(board, build: dict, model_dir, budget_s: float) -> dict | None:
     """On an emulated board: boot the firmware, BENCH 20 invokes, and compare the slowest with
-    the budget at the board's clock (QEMU counts instructions: one per cycle assumed, an
-    estimate, as the latency check says). None on a real board (the HIL run measures it)."""
+    the budget through the board's latency model (instructions x cycles per instruction at its
+    clock, an estimate, as the latency check says). None on a real board (the HIL run measures it)."""
     from pathlib import Path
 
+    from cpr_edge.fit.probe import latency_estimate_s
     from cpr_edge.hil.session import QemuSession, is_emulated, sha256_file
 
     if not is_emulated(board):
         return None
     with QemuSession(board, build["elf"], sha256_file(Path(model_dir) / "model_int8.tflite")) as s:
         bench = s.link.bench(20)
-        unit, clock = s.hello.counter_unit, s.hello.clock_hz
-    seconds = bench["max"] / clock
+        unit = s.hello.counter_unit
+    seconds = latency_estimate_s(board, bench["max"])
     return {"invoke_max": bench["max"], "unit": unit, "seconds_estimate": seconds, "budget_s": budget_s,
             "fits": seconds <= budget_s}

@@ -78,7 +78,8 @@ def test_latency_names_instructions_and_estimates():
     counts = np.array([40_000, 40_040, 80_000], np.int64)
     st = checks.latency_stats(counts, "instructions", 25_000_000)
     assert "p99_s" not in st and st["p99_s_estimate"] == pytest.approx(st["p99"] / 25e6)
-    assert st["unit"] == "instructions" and "one instruction per cycle" in st["seconds_basis"]
+    assert st["unit"] == "instructions" and "1 cycles per instruction" in st["seconds_basis"]
+    assert st["cycles_per_instruction_basis"] == "one cycle per instruction assumed"  # no board model given
     real = checks.latency_stats(counts, "cycles", 64_000_000)
     assert "p99_s_estimate" not in real and real["p99_s"] == pytest.approx(real["p99"] / 64e6)
     over = checks.latency_check(counts, "instructions", 25_000_000, budget_s=1e-3)

@@ -115,7 +115,10 @@ def export_checkpoint(checkpoint: str | Path | Checkpoint, out_dir: str | Path, 
                       granularity: str = "per-channel", allow_float: bool = False,
                       progress: Callable[[str], None] | None = None,
                       compare_granularity: bool = False, prescale: str | None = None,
-                      activations: str | None = None) -> dict:
+                      activations: str | None = None, checks: bool = True) -> dict:
+    """Export ``checkpoint`` to ``out_dir`` (docs/export.md). ``checks=False`` skips the TFLM
+    verification and the error attribution: only for a size/speed probe (``cpr-edge fit``),
+    whose export.json then says ``"verified": false``; such a model is never flashed."""
     say = progress or (lambda line: None)
     ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     activations = resolve_activations(ck, activations)
@@ -128,14 +131,14 @@ def export_checkpoint(checkpoint: str | Path | Checkpoint, out_dir: str | Path, 
     input_prescale(calib, prescale)  # refuse an unknown kind before the slow stages
     try:
         return _export(ck, Path(out_dir), calib, held, io, granularity, allow_float, say,
-                       compare_granularity, prescale, activations)
+                       compare_granularity, prescale, activations, checks)
     except OSError as e:  # e.g. an output folder that cannot be written
         raise CprError(f"export to {out_dir} failed: {type(e).__name__}: {e}")
 
 
 def _export(ck: Checkpoint, out_dir: Path, calib: np.ndarray, held: np.ndarray, io: str, granularity: str,
             allow_float: bool, say: Callable[[str], None], compare_granularity: bool, prescale: str,
-            activations: str = "int8") -> dict:
+            activations: str = "int8", checks: bool = True) -> dict:
     times: dict[str, float] = {}
     offset, gain = input_prescale(calib, prescale)
     model_calib = (calib - offset) * gain  # what the model input sees on the board
@@ -165,17 +168,21 @@ def _export(ck: Checkpoint, out_dir: Path, calib: np.ndarray, held: np.ndarray, 
         say(f"      ops: {' '.join(ops)}"
             + (f" (fused {len(built['fused'])} float {built['fused'][0]} islands)" if built["fused"] else ""))
 
-        t = time.perf_counter()
-        say(f"[5/6] verifying in TFLM: arena search (one subprocess per try), {len(held)} held-back observations")
-        checked = verify(built["bytes"], built["model"], ck, held, (offset, gain), work, "model_int8.tflite")
-        times["verify"] = time.perf_counter() - t
-        say(f"      arena {checked['tflm']['arena_bytes']} bytes, action error max "
-            f"{checked['error']['max_abs']:.4f} mean {checked['error']['mean_abs']:.4f}")
-
-        t = time.perf_counter()
-        attribution = error_attribution(ck, built["bytes"], built["model"], model_calib, (held - offset) * gain,
-                                        offset, gain, flatbuffer.io_quant(built["model"], "input"), granularity)
-        times["attribution"] = time.perf_counter() - t
+        if not checks:
+            say("[5/6] not verified in TFLM: a size/speed probe")
+            checked = {"tflm": None, "error": None}
+            attribution = {"available": False, "reason": "not verified (a size/speed probe)"}
+        else:
+            t = time.perf_counter()
+            say(f"[5/6] verifying in TFLM: arena search (one subprocess per try), {len(held)} held-back observations")
+            checked = verify(built["bytes"], built["model"], ck, held, (offset, gain), work, "model_int8.tflite")
+            times["verify"] = time.perf_counter() - t
+            say(f"      arena {checked['tflm']['arena_bytes']} bytes, action error max "
+                f"{checked['error']['max_abs']:.4f} mean {checked['error']['mean_abs']:.4f}")
+            t = time.perf_counter()
+            attribution = error_attribution(ck, built["bytes"], built["model"], model_calib, (held - offset) * gain,
+                                            offset, gain, flatbuffer.io_quant(built["model"], "input"), granularity)
+            times["attribution"] = time.perf_counter() - t
         if attribution.get("available"):
             worst = max(attribution["tensors"], key=lambda r: r["isolated"]["mean_abs"])
             say(f"      largest isolated error: {worst['name']} (action error mean "
@@ -217,7 +224,7 @@ def _export(ck: Checkpoint, out_dir: Path, calib: np.ndarray, held: np.ndarray, 
                       "offset": [float(v) for v in offset], "gain": [float(v) for v in gain]},
             "output": flatbuffer.io_quant(built["model"], "output"),
             "tensors": flatbuffer.tensor_table(built["model"]),
-            "model_bytes": len(data), "sha256": digest,
+            "model_bytes": len(data), "sha256": digest, "verified": checks,
             "tflm": checked["tflm"], "error": checked["error"], "attribution": attribution,
             "quantization_aware": qat_record(ck, attribution),
             "calibration": {"observations": int(len(calib)), "held_out": int(len(held)),

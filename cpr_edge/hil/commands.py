@@ -28,6 +28,19 @@ def parse_budget(text: str | None) -> float | None:
     return float(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
+def budget_from_args(args: argparse.Namespace) -> float | None:
+    """The latency budget in seconds from ``--budget`` or ``--control-hz`` (one period of the
+    control loop); None: the task's control period."""
+    hz = getattr(args, "control_hz", None)
+    if hz is not None and args.budget is not None:
+        raise CprError("give --budget or --control-hz, not both")
+    if hz is not None:
+        if not hz > 0:
+            raise CprError(f"--control-hz must be a positive rate such as 100 or 1000, not {hz}")
+        return 1.0 / hz
+    return parse_budget(args.budget)
+
+
 def add_hil_args(p: argparse.ArgumentParser) -> None:
     """Options shared by ``hil`` and ``prune-and-flash``."""
     p.add_argument("--port", default=None,
@@ -37,6 +50,8 @@ def add_hil_args(p: argparse.ArgumentParser) -> None:
                         "return spread, cpr_edge.hil.stats.default_episodes)")
     p.add_argument("--budget", default=None,
                    help="latency budget for the p99 invoke time, e.g. 20ms (default: the task's control period)")
+    p.add_argument("--control-hz", type=float, default=None,
+                   help="control loop rate: the budget is one period (e.g. 500 -> 2 ms); instead of --budget")
     p.add_argument("--min-return-ratio", type=float, default=0.95,
                    help="pruned-on-board / unpruned-float return must reach this (default 0.95)")
     p.add_argument("--min-fidelity-ratio", type=float, default=0.98,
@@ -103,7 +118,7 @@ def cmd_hil(args: argparse.Namespace) -> int:
     from cpr_edge.report.write import write_report
 
     board = load_board(args.board)
-    budget = parse_budget(args.budget)
+    budget = budget_from_args(args)
     model_dir = Path(args.model)
     recorded = export_checkpoint_path(model_dir)
     elf, memory = firmware_of(model_dir, args.board, args.firmware)

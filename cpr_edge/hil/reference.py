@@ -55,6 +55,9 @@ def load_export(model_dir) -> dict:
     sha = sha256_file(tflite)
     if info.get("sha256") != sha:
         raise CprError(f"{path} describes model {str(info.get('sha256'))[:12]}, but {tflite} is {sha[:12]}")
+    if info.get("verified") is False:  # a cpr-edge fit probe: never run against the board
+        raise CprError(f"{model_dir} was exported as a size/speed probe, not verified in TFLM: "
+                       "export it with cpr-edge export")
     return info
 
 

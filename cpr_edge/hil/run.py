@@ -252,13 +252,15 @@ def _result(cfg: HilConfig, task, spec, seeds, es: EpisodeSet, boards: dict, mis
     else:
         ratio = checks.make_check("return_ratio", False, None, cfg.min_return_ratio, "",
                                   "baseline (a), the unpruned float policy, is missing")
+    cpi = float(getattr(cfg.board, "cycles_per_instruction", 1.0))  # the board's latency model
+    cpi_basis = getattr(cfg.board, "latency_basis", None)
     result_checks = [
         checks.completion_check(es.runs["pruned_board"], len(seeds)),
         ratio,
         checks.int8_fidelity_check(es.returns("pruned_board") if "pruned_float_host" in es.runs else [],
                                    es.returns("pruned_float_host"),
                                    cfg.min_fidelity_ratio, export_info.get("error")),
-        checks.latency_check(counts, h["counter_unit"], h["clock_hz"], budget),
+        checks.latency_check(counts, h["counter_unit"], h["clock_hz"], budget, cpi),
     ]
     if cfg.baseline_model_dir is not None:
         result_checks.append(checks.completion_check(es.runs.get("unpruned_int8_board", []), len(seeds)))
@@ -288,7 +290,7 @@ def _result(cfg: HilConfig, task, spec, seeds, es: EpisodeSet, boards: dict, mis
         "mean_return": {k: float(np.mean(es.returns(k))) for k in LABELS if es.returns(k)},
         "episodes": {k: [e.summary() for e in v] for k, v in es.runs.items()},
         "latency": {"estimate": h["counter_unit"] == "instructions", "budget_s": budget,
-                    **checks.latency_stats(counts, h["counter_unit"], h["clock_hz"])},
+                    **checks.latency_stats(counts, h["counter_unit"], h["clock_hz"], cpi, cpi_basis)},
         "memory": cfg.memory,
         "boards": boards,
         "acceptance": boards["pruned_board"].get("acceptance"),

@@ -18,10 +18,13 @@ from cpr_edge.quant.calibration import train_and_held, training_episodes
 from cpr_edge.quant.qat import QatConfig, qat_recover
 
 
-def check_args(metric: str, ratio: float, allocation: str, target: str, recover: str, recover_steps: int) -> None:
+def check_args(metric: str, ratio: float, allocation: str, target: str, recover: str, recover_steps: int,
+               allow_zero: bool = False) -> None:
+    """``allow_zero``: ratio 0 (nothing removed) is valid, as when ``cpr-edge fit`` finds the
+    unpruned model fits its board."""
     if metric not in METRICS:
         raise CprError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    if not (isinstance(ratio, (int, float)) and 0.0 < ratio < 1.0):
+    if not (isinstance(ratio, (int, float)) and (0.0 <= ratio if allow_zero else 0.0 < ratio) and ratio < 1.0):
         raise CprError(f"--ratio must be a fraction strictly between 0 and 1, got {ratio}")
     if allocation not in ALLOCATIONS:
         raise CprError(f"unknown allocation {allocation!r}; choose one of {', '.join(ALLOCATIONS)}")
@@ -44,6 +47,19 @@ def policy_returns(agent, task, episodes, seed) -> list[float]:
     return [float(r) for r in evaluate(agent, task, episodes, "policy", seed)] if episodes > 0 else []
 
 
+def prune_structure(agent, groups, scores, metric: str, ratio: float, target: str = "deployed",
+                    allocation: str = "component", bounds: Bounds | None = None, seed: int = 0):
+    """The agent with ``ratio`` of its ``target`` parameters removed by ``scores`` (no recovery):
+    ``(pruned agent, removed units, kept units, group sizes)``. Ratio 0 removes nothing."""
+    per_weight = weights_per_unit(agent, groups) if metric in ADDITIVE else None
+    n_remove = (told_allocate(agent.arch, groups, scores, ratio, target, allocation, bounds, per_weight)
+                if ratio > 0 else {})
+    removed = {n: lowest(scores[n], k) for n, k in n_remove.items()}
+    sizes = {g.name: g.size for g in groups}
+    kept = {n: sorted(set(range(sizes[n])) - set(removed.get(n, []))) for n in sizes}
+    return prune_agent(agent, removed, seed), removed, kept, sizes
+
+
 def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5, allocation: str = "component",
                      target: str = "deployed", recover: str = "distill", recover_steps: int = 300,
                      seed: int = 0, eval_episodes: int = 5, progress: Callable[[str], None] | None = None,
@@ -57,7 +73,7 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
     skips re-evaluating the unpruned agent (sweeps pass it once per seed). ``recover="qat"``
     distils through the int8 forward of the export with ``input_prescale`` (cpr_edge.quant).
     """
-    check_args(metric, ratio, allocation, target, recover, recover_steps)
+    check_args(metric, ratio, allocation, target, recover, recover_steps, allow_zero=True)
     say = progress or (lambda s: None)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -69,13 +85,9 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
                                                posthoc_steps=posthoc_steps)
     times["importance"] = time.perf_counter() - t0
     say(f"importance {metric} from {source} in {times['importance']:.1f} s")
-    per_weight = weights_per_unit(agent, groups) if metric in ADDITIVE else None
-    n_remove = told_allocate(agent.arch, groups, scores, ratio, target, allocation, bounds, per_weight)
-    removed = {n: lowest(scores[n], k) for n, k in n_remove.items()}
-    sizes = {g.name: g.size for g in groups}
-    kept = {n: sorted(set(range(sizes[n])) - set(removed.get(n, []))) for n in sizes}
     t = time.perf_counter()
-    pruned = prune_agent(agent, removed, seed)
+    pruned, removed, kept, sizes = prune_structure(agent, groups, scores, metric, ratio, target, allocation,
+                                                   bounds, seed)
     times["prune"] = time.perf_counter() - t
     before, after = param_summary(agent.arch), param_summary(pruned.arch)
     say(f"pruned {target} params {before[target]} -> {after[target]} "
