@@ -154,7 +154,9 @@ def build_firmware(board: Board | str, model_dir, out_dir, progress: Callable[[s
         if stack.get("_cache"):
             write_json_atomic(tmp / STACK_CACHE_FILE, stack["_cache"])
         shutil.rmtree(tmp / "obj")
-        shutil.rmtree(tmp / "stack_probe", ignore_errors=True)
+        shutil.rmtree(tmp / "stack_probe", ignore_errors=True)  # a twin's probe build
+        for name in ("stack_probe.elf", "stack_probe.map"):  # the board's own probe image
+            (tmp / name).unlink(missing_ok=True)
         log(f"{board.name}: flash {mem['flash']['total']} / {mem['flash']['capacity']} bytes, "
             f"RAM {mem['ram']['total']} / {mem['ram']['capacity']} bytes")
     return {"board": board.name, "out_dir": str(out_dir), "elf": str(out_dir / "firmware.elf"),
@@ -172,7 +174,7 @@ def _link_with_measured_stack(board: Board, model_dir, variant: str, source_id: 
     tmp = Path(variables["OUT"])
     cache = out_dir if (out_dir / STACK_CACHE_FILE).is_file() else None
     stack = plan_stack(board, model_dir, variant, source_id, mem["ram"]["headroom"], tmp / "stack_probe",
-                       cache, log)
+                       cache, log, build_variables=variables)
     variables["STACK_SIZE"] = str(stack["reserved"])
     elf = tmp / "firmware.elf"
     elf.unlink()

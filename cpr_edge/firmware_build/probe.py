@@ -32,14 +32,22 @@ def measure_invoke_stack(board: Board | str, model_dir, work_dir=None, fc_kernel
     generate(Path(model_dir) / "model_int8.tflite", work / "model", input_prescale=export_prescale(model_dir))
     write_text_atomic(work / "board_config.h", board_config_h(board))
     variables = {"OUT": str(work), "CONFIG_DIR": str(work), "MODEL_DIR": str(work / "model"),
-                 "APP": "invoke_stack_probe", **make_variables(board, fc_kernel or board.fc_kernel)}
-    variables["STACK_SIZE"] = str(stack_bytes or board.stack_bytes or board.ram_size // 4 // 8 * 8)
+                 **make_variables(board, fc_kernel or board.fc_kernel)}
+    return probe_in_build(board, variables, stack_bytes or board.stack_bytes or board.ram_size // 4 // 8 * 8)
+
+
+def probe_in_build(board: Board, variables: dict, stack_bytes: int) -> dict:
+    """Link and run the probe image in a build folder set up for ``board`` (``variables``: its
+    make variables, with OUT, CONFIG_DIR and MODEL_DIR): as ``OUT/stack_probe.elf``, beside a
+    HIL image, whose objects it reuses, so only the probe's own files are compiled."""
+    variables = {**variables, "APP": "invoke_stack_probe", "IMAGE": "stack_probe",
+                 "STACK_SIZE": str(stack_bytes), "LDEXTRA": ""}
     res = _make(variables, lambda m: None)
     if res.returncode != 0:
         raise CprError(f"stack probe build failed: {_first_error(res.stderr)}")
+    elf = Path(variables["OUT"]) / "stack_probe.elf"
     try:  # it runs in about a second; a fault stops the core in a loop
-        run = subprocess.run(board.semihosting_command(work / "firmware.elf"), capture_output=True,
-                             text=True, timeout=60)
+        run = subprocess.run(board.semihosting_command(elf), capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
         raise CprError(f"stack probe on {board.name} did not finish within 60 s (a fault in the "
                        "probe image: stack overflow?)") from None

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from cpr_edge.boards import Board, load_board
-from cpr_edge.errors import CprError
+from cpr_edge.errors import CprError, DoesNotFit
 from cpr_edge.firmware_build import STACK_CACHE_FILE as CACHE_FILE
 
 MARGIN_FRACTION = 0.25
@@ -69,10 +69,12 @@ def probe_key(twin: Board, model_dir, fc_kernel: str, source_id: str) -> str:
 
 
 def plan_stack(board: Board, model_dir, fc_kernel: str, source_id: str, free_ram: int, work: Path,
-               cache_dir: Path | None, log: Callable[[str], None]) -> dict:
+               cache_dir: Path | None, log: Callable[[str], None], build_variables: dict | None = None) -> dict:
     """The ``ram.stack`` object of memory.json (docs/memory.md) for ``board``: measured
     figures (probe or cache) and the bytes to reserve. ``free_ram`` (RAM left by .data and
-    .bss of the HIL image) is the probe image's stack, so the probe cannot overflow it."""
+    .bss of the HIL image) is the probe image's stack, so the probe cannot overflow it.
+    ``build_variables``: the make variables of the HIL build of an emulated ``board``, whose
+    objects the probe then reuses (a twin's probe is built apart, in ``work``)."""
     twin = measuring_board(board)
     if twin is None:
         if board.stack_bytes is None:
@@ -84,18 +86,21 @@ def plan_stack(board: Board, model_dir, fc_kernel: str, source_id: str, free_ram
     key = probe_key(twin, model_dir, fc_kernel, source_id)
     figures = _cached(cache_dir, key)
     if figures is None:
-        from cpr_edge.firmware_build.probe import measure_invoke_stack
+        from cpr_edge.firmware_build.probe import measure_invoke_stack, probe_in_build
 
         log(f"measuring the stack on {twin.name} (probe image in QEMU)")
         # the probe's .bss is below the HIL image's (its stack is the RAM the image leaves); a
         # twin with less RAM than the board leaves the probe less
         probe_stack = min(free_ram, twin.ram_size - (board.ram_size - free_ram)) // 8 * 8
         if probe_stack < 64:
-            raise CprError(f"the model does not fit {board.name}: RAM: .data + .bss leave {free_ram} "
+            raise DoesNotFit(f"the model does not fit {board.name}: RAM: .data + .bss leave {free_ram} "
                            f"of {board.ram_size} bytes, no room for a stack")
-        figures = measure_invoke_stack(twin, model_dir, work, fc_kernel=fc_kernel, stack_bytes=probe_stack)
+        if twin is board and build_variables is not None:
+            figures = probe_in_build(board, build_variables, probe_stack)
+        else:
+            figures = measure_invoke_stack(twin, model_dir, work, fc_kernel=fc_kernel, stack_bytes=probe_stack)
         if figures["hil_stack_bytes"] >= probe_stack - 8:  # no painted word left: it overflowed
-            raise CprError(f"the model does not fit {board.name}: RAM: .data + .bss leave {free_ram} "
+            raise DoesNotFit(f"the model does not fit {board.name}: RAM: .data + .bss leave {free_ram} "
                            f"of {board.ram_size} bytes for the stack, and the HIL firmware needs more "
                            f"(the stack probe on {twin.name} used all {probe_stack} it had)")
         figures = {"key": key, "invoke_stack_bytes": figures["invoke_stack_bytes"],
