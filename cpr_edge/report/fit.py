@@ -165,7 +165,7 @@ def fit_figure(fit: dict):
         ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{100 * y:.3g} %"))
     ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
-    ax.set_xlabel("pruning ratio (fraction of units removed)")
+    ax.set_xlabel("removal ratio (fraction of deployed parameters removed)")
     ax.set_ylabel("used, % of limit")
     ax.set_title(f"fit to {fit.get('board') or '–'}: {fit.get('metric') or '–'}, {len(probes)} probes")
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
