@@ -7,8 +7,8 @@ smallest ratio whose flash, RAM and estimated latency all hold with ``margin`` o
 free is found next to a smaller ratio that does not hold (or is ratio 0, the unpruned model).
 
 The search brackets: the largest ratio first (the cheapest probe, and the one that proves a
-request unfittable at once), then ratio 0, then regula falsi on the worst constraint's use
-alternating with bisection. Sizes and instruction counts fall with the removal ratio, so the
+request unfittable at once), then ratio 0, then regula falsi on the worst constraint's use,
+safeguarded by a bisection whenever the same end of the bracket moved twice in a row. Sizes and instruction counts fall with the removal ratio, so the
 bracket holds the boundary; the grid step bounds the overshoot. Precision ``auto`` searches
 16x8 first and int8 only when no 16x8 ratio fits (16x8 keeps the controller; int8 halves
 activation RAM and instructions). Recovery, quantisation-aware training and the HIL checks run
@@ -81,20 +81,19 @@ def _search_one(probe, n: int, say) -> tuple[int | None, dict]:
         return None, rows
     if at(0)["fits"]:
         return 0, rows
-    lo, hi, interpolate = 0, n, True
+    lo, hi, last, repeats = 0, n, None, 0
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if interpolate:  # where the worst constraint's use crosses 1, linear in the ratio
+        if repeats < 2:  # where the worst constraint's use crosses 1, linear in the ratio
             u_lo = max(v for v in at(lo)["uses"].values())
             u_hi = max(v for v in at(hi)["uses"].values())
             if u_lo > u_hi:
                 mid = lo + math.ceil((u_lo - 1.0) / (u_lo - u_hi) * (hi - lo))
+        # else bisect: the same end moved twice, the other is stuck (use is not linear there)
         mid = min(max(mid, lo + 1), hi - 1)
-        interpolate = not interpolate
-        if at(mid)["fits"]:
-            hi = mid
-        else:
-            lo = mid
+        side = "hi" if at(mid)["fits"] else "lo"
+        hi, lo = (mid, lo) if side == "hi" else (hi, mid)
+        repeats, last = (repeats + 1 if side == last else 1), side
     return hi, rows
 
 
