@@ -10,6 +10,7 @@ from cpr_edge.agents.checkpoint import load_checkpoint, shipped_checkpoint_path
 from cpr_edge.agents.evaluate import evaluate
 from cpr_edge.agents.train import TrainConfig, train
 from cpr_edge.envs import TASKS
+from cpr_edge.errors import CprError
 
 
 def test_training_smoke_run(tmp_path):
@@ -29,6 +30,23 @@ def test_training_smoke_run(tmp_path):
     assert loaded.replay["obs"].shape[0] * 125 >= 300
     assert loaded.extra["importance"]["calls"] == len(calls)
     assert "mpc" in loaded.training["evals"][-1]
+
+
+def test_training_on_another_suite_task_at_an_overridden_repeat(tmp_path):
+    """hopper-hop at action repeat 8 (default 4): the repeat reaches the env, the evaluations,
+    the replay top-up and the checkpoint spec; resuming at another repeat is refused."""
+    tc = TrainConfig(task="hopper-hop", action_repeat=8, steps=1000, eval_freq=0, eval_episodes=1,
+                     eval_mpc=False, replay_sample=250, out=str(tmp_path / "hop.pt"),
+                     config_overrides=dict(seed_steps=500, batch_size=16, iterations=1, num_samples=16,
+                                           num_elites=4, num_pi_trajs=4, train_iterations=1, train_num_samples=16))
+    train(tc, log=lambda s: None)
+    ck = load_checkpoint(tmp_path / "hop.pt")
+    assert ck.task == "hopper-hop" and ck.training["env_steps"] == 1000
+    assert (ck.spec["action_repeat"], ck.spec["episode_length"], ck.spec["obs_dim"], ck.spec["act_dim"]) == (8, 125, 15, 4)
+    assert ck.replay["obs"].shape == (2, 126, 15)  # one training episode (1000 steps) + one top-up
+    with pytest.raises(CprError, match="action repeat 8, not 4"):
+        train(TrainConfig(task="hopper-hop", action_repeat=4, steps=2000, resume=str(tmp_path / "hop.pt"),
+                          out=str(tmp_path / "hop2.pt")), log=lambda s: None)
 
 
 def test_help_lists_subcommands():

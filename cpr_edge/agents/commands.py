@@ -6,11 +6,17 @@ import argparse
 
 def register(sub) -> None:
     from cpr_edge.cli import add_checkpoint_args
-    from cpr_edge.envs.tasks import TASKS
+    from cpr_edge.envs.tasks import EXAMPLES
 
     p = sub.add_parser("train", help="train a TD-MPC agent on a dm_control task",
                        description="Train TD-MPC (v1) on a dm_control task and write a checkpoint.")
-    p.add_argument("--task", default="cartpole-swingup", choices=sorted(TASKS))
+    # checked inside the command (resolve_task): listing the suite here would load dm_control on --help
+    p.add_argument("--task", default="cartpole-swingup",
+                   help=f"dm_control suite task, domain-task (default cartpole-swingup; e.g. {', '.join(EXAMPLES[1:])}; "
+                        "any task with flat observations, docs/tasks.md)")
+    p.add_argument("--action-repeat", type=int, default=None, metavar="N",
+                   help="env steps per agent step (default TD-MPC's for the domain: cartpole 8; walker, "
+                        "humanoid, dog 2; others 4)")
     p.add_argument("--preset", default="small", choices=["small", "paper"])
     p.add_argument("--steps", type=int, default=60_000, help="environment steps (default 60000)")
     p.add_argument("--seed", type=int, default=1)
@@ -38,8 +44,12 @@ def register(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cpr_edge.agents.train import TrainConfig, train
     from cpr_edge.cli import emit
+    from cpr_edge.envs import make_env, resolve_task
+
+    args.task = resolve_task(args.task)
+    make_env(args.task, args.seed, args.action_repeat)  # non-flat task, bad repeat: refused before torch loads
+    from cpr_edge.agents.train import TrainConfig, train
 
     hooks = []
     tracker = None
@@ -48,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         tracker = ImportanceTracker()
         hooks.append(tracker)
-    tc = TrainConfig(task=args.task, preset=args.preset, steps=args.steps, seed=args.seed,
+    tc = TrainConfig(task=args.task, action_repeat=args.action_repeat, preset=args.preset, steps=args.steps, seed=args.seed,
                      eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
                      eval_mpc=not args.no_eval_mpc, threads=args.threads, resume=args.resume,
                      out=args.out or f"{args.task}_{args.preset}.pt")
@@ -76,7 +86,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = {"task": ck.task, "episodes": args.episodes}
     lines = [f"{ck.task} ({ck.path}), {args.episodes} episodes"]
     for mode in modes:
-        s = summary(evaluate(ck.agent, ck.task, args.episodes, mode, args.seed))
+        s = summary(evaluate(ck.agent, ck.task, args.episodes, mode, args.seed, ck.spec["action_repeat"]))
         out[mode] = {"mean": s["mean"], "std": s["std"]}
         label = "policy-only" if mode == "policy" else "MPC"
         lines.append(f"  {label:12s} return {s['mean']:7.1f} ± {s['std']:.1f}")

@@ -13,9 +13,10 @@ EVAL_SEED_OFFSET = 10_000
 
 
 def run_episode(task: str, seed: int, act: Callable[[np.ndarray, int], np.ndarray],
-                record: bool = False):
-    """One episode with ``act(obs, t) -> action``; returns the return (and the trace if asked)."""
-    env = make_env(task, seed)
+                record: bool = False, action_repeat: int | None = None):
+    """One episode with ``act(obs, t) -> action``; returns the return (and the trace if asked).
+    ``action_repeat`` None: the task's default; a checkpoint's is ``spec["action_repeat"]``."""
+    env = make_env(task, seed, action_repeat)
     obs, done, total, t = env.reset(), False, 0.0, 0
     trace = []
     while not done:
@@ -28,7 +29,8 @@ def run_episode(task: str, seed: int, act: Callable[[np.ndarray, int], np.ndarra
     return (total, trace) if record else total
 
 
-def evaluate(agent, task: str, episodes: int, mode: str = "policy", seed: int = 0) -> list[float]:
+def evaluate(agent, task: str, episodes: int, mode: str = "policy", seed: int = 0,
+             action_repeat: int | None = None) -> list[float]:
     """Returns of ``episodes`` episodes; ``mode`` is ``policy`` (encoder -> pi) or ``mpc``."""
     returns = []
     for ep in range(episodes):
@@ -41,7 +43,7 @@ def evaluate(agent, task: str, episodes: int, mode: str = "policy", seed: int = 
             act = lambda obs, t: agent.plan(obs, eval_mode=True, t0=(t == 0))
         else:
             raise ValueError(mode)
-        returns.append(run_episode(task, s, act))
+        returns.append(run_episode(task, s, act, action_repeat=action_repeat))
     return returns
 
 

@@ -18,7 +18,7 @@ from cpr_edge.agents.evaluate import evaluate, summary
 from cpr_edge.agents.replay import ReplayBuffer
 from cpr_edge.agents.tdmpc import TDMPC, UpdateHook
 from cpr_edge.agents.told import Arch
-from cpr_edge.envs import make_env
+from cpr_edge.envs import make_env, resolve_task
 from cpr_edge.errors import CprError
 
 
@@ -27,7 +27,9 @@ class TrainConfig:
     """One training run."""
 
     task: str = "cartpole-swingup"
-    """dm_control task name."""
+    """dm_control suite task, ``domain-task`` (docs/tasks.md)."""
+    action_repeat: int | None = None
+    """Env steps per agent step; None: TD-MPC's default for the domain (or the resumed checkpoint's)."""
     preset: str = "small"
     """Architecture preset: ``small`` or ``paper``."""
     steps: int = 60_000
@@ -53,12 +55,13 @@ class TrainConfig:
     """TDMPCConfig fields to change from the preset (quick runs and tests)."""
 
 
-def collect_rollouts(agent: TDMPC, task: str, episodes: int, seed: int, noise: float = 0.1):
+def collect_rollouts(agent: TDMPC, task: str, episodes: int, seed: int, noise: float = 0.1,
+                     action_repeat: int | None = None):
     """Episodes of the policy prior with Gaussian exploration noise, as replay arrays."""
     obs_l, act_l, rew_l = [], [], []
     rng = np.random.default_rng(seed)
     for ep in range(episodes):
-        env = make_env(task, seed + ep)
+        env = make_env(task, seed + ep, action_repeat)
         obs, done = env.reset(), False
         o, a, r = [obs], [], []
         while not done:
@@ -70,12 +73,14 @@ def collect_rollouts(agent: TDMPC, task: str, episodes: int, seed: int, noise: f
             "reward": np.stack(rew_l).astype(np.float32)}
 
 
-def replay_sample(agent: TDMPC, buffer: ReplayBuffer, task: str, n: int, seed: int) -> dict:
+def replay_sample(agent: TDMPC, buffer: ReplayBuffer, task: str, n: int, seed: int,
+                  action_repeat: int | None = None) -> dict:
     """The newest ``n`` buffer transitions, topped up with fresh policy rollouts if short."""
     data = buffer.transitions(limit=n)
     have = data["obs"].shape[0] * buffer.T
     if have < n:
-        extra = collect_rollouts(agent, task, -(-(n - have) // buffer.T), seed=seed + 50_000)
+        extra = collect_rollouts(agent, task, -(-(n - have) // buffer.T), seed=seed + 50_000,
+                                 action_repeat=action_repeat)
         data = {k: np.concatenate([data[k], extra[k]]) for k in data}
     return data
 
@@ -85,18 +90,26 @@ def train(tc: TrainConfig, hooks: list[UpdateHook] | None = None,
           log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Checkpoint:
     """Train, evaluate periodically, and write the checkpoint; ``extra_sections()`` adds
     optional checkpoint sections (such as the importance trace) at each write."""
+    tc = dataclasses.replace(tc, task=resolve_task(tc.task))  # checkpoints carry the canonical name
     torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
     start = load_checkpoint(tc.resume) if tc.resume else None
     if start and (start.task, start.preset) != (tc.task, tc.preset):
         raise CprError(f"--resume checkpoint is {start.task}/{start.preset}, not {tc.task}/{tc.preset}")
+    repeat = tc.action_repeat
+    if start:
+        resumed_repeat = start.spec["action_repeat"]
+        if repeat is not None and repeat != resumed_repeat:
+            raise CprError(f"--resume checkpoint was trained at action repeat {resumed_repeat}, not {repeat}")
+        repeat = resumed_repeat
     cfg = (dataclasses.replace(start.cfg, **tc.config_overrides) if start
            else make_config(tc.preset, **tc.config_overrides))
     if start:
         start.agent.cfg = cfg
-    env = make_env(tc.task, tc.seed)
+    env = make_env(tc.task, tc.seed, repeat)
     spec = env.spec
+    repeat = spec.action_repeat
     agent = start.agent if start else TDMPC(cfg, Arch.from_config(cfg, spec.obs_dim, spec.act_dim), seed=tc.seed)
     agent.hooks.extend(hooks or [])
     T = spec.episode_length
@@ -111,14 +124,14 @@ def train(tc: TrainConfig, hooks: list[UpdateHook] | None = None,
 
     def do_eval(step: int, final: bool = False):
         row = {"env_steps": step, "wall_s": round(time.time() - t_start, 1),
-               "policy": summary(evaluate(agent, tc.task, tc.eval_episodes, "policy", tc.seed))["mean"]}
+               "policy": summary(evaluate(agent, tc.task, tc.eval_episodes, "policy", tc.seed, repeat))["mean"]}
         if tc.eval_mpc or final:
-            row["mpc"] = summary(evaluate(agent, tc.task, tc.eval_episodes, "mpc", tc.seed))["mean"]
+            row["mpc"] = summary(evaluate(agent, tc.task, tc.eval_episodes, "mpc", tc.seed, repeat))["mean"]
         history.append(row)
         log(f"eval @ {step} env steps: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "env_steps"))
 
     def write(step: int, final: bool):
-        ck.replay = (replay_sample(agent, buffer, tc.task, tc.replay_sample, tc.seed) if final
+        ck.replay = (replay_sample(agent, buffer, tc.task, tc.replay_sample, tc.seed, repeat) if final
                      else buffer.transitions(limit=tc.replay_sample))
         ck.training = {"env_steps": step, "seed": tc.seed, "updates": agent.n_updates,
                        "wall_s": round(time.time() - t_start, 1), "evals": history}

@@ -1,7 +1,7 @@
-"""dm_control suite tasks with flattened state observations."""
-from cpr_edge.envs.tasks import TASKS
+"""dm_control suite tasks with flattened state observations (docs/tasks.md)."""
+from cpr_edge.envs.tasks import TASKS, default_action_repeat, resolve_task
 
-__all__ = ["TASKS", "DMCEnv", "make_env"]
+__all__ = ["TASKS", "DMCEnv", "default_action_repeat", "make_env", "resolve_task"]
 
 
 def __getattr__(name: str):

@@ -6,6 +6,7 @@ checkpoints (``spec.obs_keys``) so that a board receives exactly the same layout
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 
 import numpy as np
 
-from cpr_edge.envs.tasks import TASKS
+from cpr_edge.envs.tasks import EXAMPLES, close_matches, default_action_repeat, resolve_task, suite_tasks
 from cpr_edge.errors import CprError
 
 EPISODE_ENV_STEPS = 1000
@@ -44,15 +45,19 @@ class DMCEnv:
     bounds, then clipped to them. Rewards are summed over the action repeat.
     """
 
-    def __init__(self, task: str, seed: int = 0):
-        if task not in TASKS:
-            raise CprError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
+    def __init__(self, task: str, seed: int = 0, action_repeat: int | None = None):
+        task = resolve_task(task)
+        action_repeat = default_action_repeat(task) if action_repeat is None else action_repeat
+        check_action_repeat(action_repeat)
         from dm_control import suite
 
-        domain, name = task.split("-", 1)
+        domain, name = suite_tasks()[task]
         self._env = suite.load(domain, name, task_kwargs={"random": seed})
+        unusable = unusable_reason(self._env)
+        if unusable:
+            raise CprError(f"task {task} is not usable: {unusable}; {_usable_near(task)}")
         self.task = task
-        self.action_repeat = TASKS[task]
+        self.action_repeat = action_repeat
         aspec = self._env.action_spec()
         self._low = np.asarray(aspec.minimum, dtype=np.float64)
         self._high = np.asarray(aspec.maximum, dtype=np.float64)
@@ -91,5 +96,37 @@ class DMCEnv:
         return self._flat(ts), reward, bool(ts.last())
 
 
-def make_env(task: str, seed: int = 0) -> DMCEnv:
-    return DMCEnv(task, seed)
+def make_env(task: str, seed: int = 0, action_repeat: int | None = None) -> DMCEnv:
+    """``action_repeat`` None: TD-MPC's default for the task's domain (docs/tasks.md)."""
+    return DMCEnv(task, seed, action_repeat)
+
+
+def check_action_repeat(action_repeat: int) -> None:
+    # the replay buffer holds fixed-length episodes: the repeat must divide the 1000 env steps
+    if not isinstance(action_repeat, int) or action_repeat < 1 or EPISODE_ENV_STEPS % action_repeat:
+        divisors = [d for d in range(1, 11) if EPISODE_ENV_STEPS % d == 0]
+        raise CprError(f"action repeat must be a whole divisor of {EPISODE_ENV_STEPS} env steps "
+                       f"(e.g. {', '.join(map(str, divisors))}), not {action_repeat!r}")
+
+
+def unusable_reason(env) -> str | None:
+    """Why a loaded suite environment cannot be used here (None: it can)."""
+    shaped = [f"{k} {tuple(v.shape)}" for k, v in env.observation_spec().items() if len(v.shape) > 1]
+    if shaped:
+        return f"observations are not flat ({', '.join(shaped)}; only 1-D and scalar entries are supported)"
+    if env._step_limit != EPISODE_ENV_STEPS:  # lqr: no time limit and it ends early at the goal
+        return (f"episodes are not {EPISODE_ENV_STEPS} control steps (time limit "
+                f"{env._step_limit} steps); training keeps fixed-length episodes")
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def is_usable(task: str) -> bool:
+    from dm_control import suite
+
+    return unusable_reason(suite.load(*suite_tasks()[task])) is None
+
+
+def _usable_near(task: str) -> str:
+    near = [t for t in close_matches(task, [t for t in suite_tasks() if t != task]) if is_usable(t)]
+    return f"usable tasks near it: {', '.join(near)}" if near else f"usable tasks: e.g. {', '.join(EXAMPLES)}"
