@@ -59,11 +59,14 @@ def test_help_lists_subcommands():
 
 
 def test_shipped_checkpoints_exist_and_load():
-    for task, preset in [("cartpole-swingup", "small"), ("cartpole-swingup", "paper"), ("reacher-easy", "small")]:
+    for task, preset in [("cartpole-swingup", "small"), ("cartpole-swingup", "paper"), ("reacher-easy", "small"),
+                         ("cheetah-run", "small")]:
         ck = load_checkpoint(shipped_checkpoint_path(task, preset))
         assert ck.task == task and ck.preset == preset
         assert ck.replay["reward"].size >= 10_000
         assert ck.spec["action_repeat"] == TASKS[task]
+    # trained with --importance: the trace the default prune uses
+    assert (load_checkpoint(shipped_checkpoint_path("cheetah-run", "small")).extra.get("importance") or {}).get("trace")
 
 
 def test_shipped_cartpole_policy_only_return(shipped_cartpole_small):
