@@ -19,6 +19,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
+def _ray(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None,
+                   help="cells run at once, one CPU and one torch thread each (default 1 on a local Ray, "
+                        "the cluster's CPUs with --address)")
+    p.add_argument("--address", default=None,
+                   help="join this Ray cluster (host:port, or auto) instead of starting a local Ray")
+
+
 def _csv(kind):
     def parse(text: str):
         try:
@@ -56,6 +64,7 @@ def register(sub) -> None:
                    help="comma-separated recoveries (none, distill, finetune)")
     p.add_argument("--out", default="results", help="output folder for sweep.csv and the plots")
     _common(p)
+    _ray(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("boundary", help="largest safe pruning ratio per metric, by bisection",
@@ -70,6 +79,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="optional JSON file for the result")
     _common(p)
+    _ray(p)
     p.set_defaults(func=cmd_boundary)
 
     p = sub.add_parser("autoencoder", help="the MLP autoencoder pruning sweep on scikit-learn digits",
@@ -107,6 +117,14 @@ def _check_common(args) -> None:
         raise CprError("--episodes must be at least 1")
     if args.posthoc_steps < 1:
         raise CprError("--posthoc-steps must be at least 1")
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        raise CprError(f"--workers must be at least 1, got {args.workers}")
+
+
+def _workers(args):
+    """A local Ray gets one worker unless told: the sweep then costs one core, as it did before
+    Ray, on machines shared with training runs; a cluster lends all its CPUs."""
+    return args.workers if args.workers is not None or args.address else 1
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -151,8 +169,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     ck = _load(args)
     summary = run_sweep(ck, args.metrics, args.ratios, args.seeds, args.recover, args.out,
                         allocation=args.allocation, target=args.target, recover_steps=args.recover_steps,
-                        episodes=args.episodes, posthoc_steps=args.posthoc_steps, log=_log)
-    emit(args, summary, f"wrote {summary['csv']} ({summary['rows']} rows) and {', '.join(summary['plots'])}")
+                        episodes=args.episodes, posthoc_steps=args.posthoc_steps, log=_log,
+                        workers=_workers(args), address=args.address)
+    failed = f", {summary['rows_failed']} failed (rerun to retry)" if summary["rows_failed"] else ""
+    emit(args, summary, f"wrote {summary['csv']} ({summary['rows']} rows{failed}) and {', '.join(summary['plots'])}")
     return 0
 
 
@@ -170,12 +190,13 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     ck = _load(args)
     result = find_boundary(ck, args.metrics, args.fraction, args.iters, args.max_ratio, args.allocation,
                            args.target, args.recover, args.recover_steps, args.seed, args.episodes,
-                           args.posthoc_steps, log=_log)
+                           args.posthoc_steps, log=_log, workers=_workers(args), address=args.address)
     if args.out:
         write_json_atomic(args.out, result)
     lines = [f"safe ratio (return >= {args.fraction:.0%} of unpruned {result['unpruned']:.1f}), "
              f"{args.allocation} allocation, target {args.target}, recovery {args.recover}"]
-    lines += [f"  {m:8s} {v['ratio']:.3f}" for m, v in result["metrics"].items()]
+    lines += [f"  {m:8s} {v['ratio']:.3f}" + (f" (failed: {v['error']})" if v["status"] != "ok" else "")
+              for m, v in result["metrics"].items()]
     emit(args, result, "\n".join(lines))
     return 0
 

@@ -17,7 +17,8 @@ from cpr_edge.pruning.prune import check_args, policy_returns, prune_checkpoint
 FIELDS = ["task", "metric", "ratio", "allocation", "target", "seed", "recover", "recover_steps", "episodes",
           "importance_source", "params_deployed_before", "params_deployed_after", "params_all_before",
           "params_all_after", "removed_deployed", "removed_all", "latent", "return_unpruned", "return",
-          "return_std", "time_s"]
+          "return_std", "time_s", "status", "error"]
+FIELDS_V1 = FIELDS[:-2]  # before sweeps ran on Ray: no status/error columns, every row finished
 Log = Callable[[str], None]
 
 
@@ -30,8 +31,12 @@ def read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if rows and set(rows[0]) != set(FIELDS):
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        header = set(reader.fieldnames or [])
+    if header == set(FIELDS_V1):
+        rows = [{**r, "status": "ok", "error": ""} for r in rows]
+    elif rows and header != set(FIELDS):
         raise CprError(f"{path} is not a sweep CSV of this version (columns differ); choose another --out")
     return rows
 
@@ -42,6 +47,10 @@ def write_rows(path: Path, rows: list[dict], fields: list[str] = FIELDS) -> None
     w.writeheader()
     w.writerows(rows)
     write_text_atomic(path, buf.getvalue())
+
+
+def ok_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r.get("status", "ok") == "ok"]
 
 
 def _row(info: dict, recover: str, returns: list[float], unpruned: list[float], episodes: int) -> dict:
@@ -55,14 +64,45 @@ def _row(info: dict, recover: str, returns: list[float], unpruned: list[float], 
             "removed_deployed": round(p["deployed"]["removed_fraction"], 5),
             "removed_all": round(p["all"]["removed_fraction"], 5), "latent": info["widths"]["after"]["latent"],
             "return_unpruned": round(float(np.mean(unpruned)), 3), "return": round(float(np.mean(returns)), 3),
-            "return_std": round(float(np.std(returns)), 3), "time_s": info["time_s"]["total"]}
+            "return_std": round(float(np.std(returns)), 3), "time_s": info["time_s"]["total"],
+            "status": "ok", "error": ""}
+
+
+def _failed_row(base: dict, recover: str, recover_steps: int, episodes: int, error: str) -> dict:
+    row = dict.fromkeys(FIELDS, "")
+    row.update(base, recover=recover, recover_steps=recover_steps if recover != "none" else 0, episodes=episodes,
+               status="failed", error=error)
+    return row
+
+
+def unpruned_cell(ck: Checkpoint, episodes: int, seed: int) -> list[float]:
+    return policy_returns(ck.agent, ck.task, episodes, seed)
+
+
+def sweep_cell(ck: Checkpoint, metric: str, ratio: float, allocation: str, target: str, recover: str,
+               with_none: bool, recover_steps: int, seed: int, episodes: int, posthoc_steps: int,
+               unpruned: list[float]) -> list[dict]:
+    """One prune (+ recovery): the ``recover`` row, and the ``none`` row of the same pruned
+    agent before recovery when ``with_none`` (``recover == "none"`` gives that row alone)."""
+    _, info = prune_checkpoint(ck, metric, ratio, allocation, target, recover, recover_steps, seed, episodes,
+                               posthoc_steps=posthoc_steps, unpruned_returns=unpruned)
+    per = info["return"]["per_episode"]
+    rows = [_row(info, "none", per["pruned"], unpruned, episodes)] if with_none or recover == "none" else []
+    if recover != "none":
+        rows.append(_row(info, recover, per["recovered"], unpruned, episodes))
+    return rows
 
 
 def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: list[int], recovers: list[str],
               out: str | Path, allocation: str = "component", target: str = "deployed", recover_steps: int = 300,
-              episodes: int = 5, posthoc_steps: int = 16, log: Log = lambda s: print(s, file=sys.stderr)) -> dict:
-    """Run every (seed, metric, ratio) once per non-``none`` recovery; the ``none`` row is the
-    same pruned agent before recovery. Rows already in ``out/sweep.csv`` are skipped."""
+              episodes: int = 5, posthoc_steps: int = 16, log: Log = lambda s: print(s, file=sys.stderr),
+              workers: int | None = 1, address: str | None = None) -> dict:
+    """Run every (seed, metric, ratio) once per non-``none`` recovery as a Ray task (a cell);
+    the ``none`` row is the same pruned agent before recovery. Rows already finished in
+    ``out/sweep.csv`` are skipped (failed ones are retried); the CSV is rewritten atomically
+    as each cell finishes, so an interrupted sweep resumes there."""
+    from cpr_edge.pruning.ray_cells import ENGINE, Cell, RayCells, ray_version
+
     for m in metrics:
         for r in ratios:
             for rec in recovers:
@@ -71,48 +111,69 @@ def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: li
         raise CprError("sweep needs at least one metric, ratio, seed and recovery")
     out = Path(out)
     csv_path = out / "sweep.csv"
-    rows = read_rows(csv_path)
-    done = {_key(r) for r in rows}
-    total = len(metrics) * len(ratios) * len(seeds)
-    k = 0
+    rows = {_key(r): r for r in read_rows(csv_path)}
+    done = {k for k, r in rows.items() if r["status"] == "ok"}
+    cells = []  # (base, recover, with_none)
     for seed in seeds:
-        unpruned = None
         for metric in metrics:
             for ratio in ratios:
-                k += 1
                 base = {"task": ck.task, "metric": metric, "ratio": ratio, "allocation": allocation,
                         "target": target, "seed": seed}
                 needed = [rec for rec in recovers if _key({**base, "recover": rec}) not in done]
-                if not needed:
-                    continue
-                if unpruned is None:
-                    unpruned = policy_returns(ck.agent, ck.task, episodes, seed)
-                    log(f"seed {seed}: unpruned policy-only return {np.mean(unpruned):.1f}")
-                real = [rec for rec in needed if rec != "none"] or ["none"]
-                for i, rec in enumerate(real):
-                    _, info = prune_checkpoint(ck, metric, ratio, allocation, target, rec, recover_steps, seed,
-                                               episodes, posthoc_steps=posthoc_steps, unpruned_returns=unpruned)
-                    per = info["return"]["per_episode"]
-                    if i == 0 and "none" in needed:
-                        rows.append(_row(info, "none", per["pruned"], unpruned, episodes))
-                    if rec != "none":
-                        rows.append(_row(info, rec, per["recovered"], unpruned, episodes))
-                    r = info["return"]["policy"]
-                    log(f"[{k}/{total}] seed {seed} {metric:6s} ratio {ratio:.2f}: pruned {r['pruned']:.1f}, "
-                        f"{rec} {r['recovered']:.1f} (unpruned {r['unpruned']:.1f}) in {info['time_s']['total']:.1f} s")
-                write_rows(csv_path, rows)  # after every prune: an interrupted sweep resumes here
+                real = [rec for rec in needed if rec != "none"] or (["none"] if needed else [])
+                cells += [(base, rec, i == 0 and "none" in needed and rec != "none") for i, rec in enumerate(real)]
+    n_cells = len(seeds) * len(metrics) * len(ratios) * max(1, len([r for r in recovers if r != "none"]))
+    engine = {"engine": ENGINE, "ray_version": ray_version(), "workers": workers, "ray_address": address or "local",
+              "ray_started": False}
+    failed = 0
+    if cells:
+        with RayCells(workers, address) as rc:
+            engine.update(rc.info(), ray_started=True)
+            log(f"{len(cells)} of {n_cells} cells to run on Ray {engine['ray_version']} "
+                f"({engine['ray_address']}, {rc.workers} workers)")
+            ck_ref = rc.put(ck)  # shipped once; every cell reads it from the object store
+            unpruned = {s: rc.submit(unpruned_cell, ck_ref, episodes, s) for s in sorted({b["seed"] for b, _, _ in cells})}
+            todo = [Cell((base, rec, with_none), sweep_cell,
+                         (ck_ref, base["metric"], base["ratio"], allocation, target, rec, with_none, recover_steps,
+                          base["seed"], episodes, posthoc_steps, unpruned[base["seed"]]))
+                    for base, rec, with_none in cells]
+
+            def finished(o, say):
+                nonlocal failed
+                base, rec, with_none = o.cell.tag
+                label = f"seed {base['seed']} {base['metric']:6s} ratio {base['ratio']:.2f} {rec}"
+                if o.error is None:
+                    new = o.result
+                    say(f"{label}: " + ", ".join(f"{r['recover']} {float(r['return']):.1f}" for r in new)
+                        + f" (unpruned {float(new[0]['return_unpruned']):.1f}) in {new[0]['time_s']:.1f} s")
+                else:
+                    failed += 1
+                    new = [_failed_row(base, r, recover_steps, episodes, o.error)
+                           for r in (["none"] if with_none else []) + [rec]]
+                    say(f"{label}: failed: {o.error}")
+                for r in new:
+                    rows[_key(r)] = r
+                write_rows(csv_path, list(rows.values()))  # whole CSV, temp file + rename
+
+            rc.run(todo, finished, desc="sweep")
+    else:
+        log(f"all {n_cells} cells already in {csv_path}: nothing to run, Ray not started")
+    all_rows = list(rows.values())
+    good = ok_rows(all_rows)
     from cpr_edge.pruning.plots import plot_sweep, plot_trace
 
-    plots = [str(plot_sweep(rows, out / "sweep_return.png"))]
+    plots = [str(plot_sweep(good, out / "sweep_return.png"))] if good else []
     trace = (ck.extra.get("importance") or {}).get("trace")
     if trace:
         plots.append(str(plot_trace(trace, out / "importance_trace.png")))
     else:
         log("no importance trace in this checkpoint (train with --importance): trace plot skipped")
-    summary = summarize(rows)
+    summary = summarize(good)
     write_text_atomic(out / "sweep_summary.md", summary_markdown(summary))
-    return {"csv": str(csv_path), "rows": len(rows), "plots": plots, "summary": summary,
-            "summary_md": str(out / "sweep_summary.md")}
+    n_failed = sum(r["status"] != "ok" for r in all_rows)
+    return {"csv": str(csv_path), "rows": len(all_rows), "rows_failed": n_failed, "plots": plots,
+            "summary": summary, "summary_md": str(out / "sweep_summary.md"), **engine,
+            "cells": {"total": n_cells, "run": len(cells), "skipped": n_cells - len(cells), "failed": failed}}
 
 
 def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -174,33 +235,71 @@ def summary_markdown(summary: list[dict], baseline: str = "l1") -> str:
     return "\n".join(lines) + "\n"
 
 
+def boundary_probe(ck: Checkpoint, metric: str, ratio: float, allocation: str, target: str, recover: str,
+                   recover_steps: int, seed: int, episodes: int, posthoc_steps: int, unpruned: list[float]) -> dict:
+    """One bisection probe: the recovered return at ``ratio``, -inf when the allocation cannot reach it."""
+    try:
+        _, info = prune_checkpoint(ck, metric, ratio, allocation, target, recover, recover_steps, seed,
+                                   episodes, posthoc_steps=posthoc_steps, unpruned_returns=unpruned)
+    except CprError as e:  # ratio not reachable within the allocation bounds
+        return {"return": float("-inf"), "note": str(e)}
+    return {"return": info["return"]["policy"]["recovered"], "note": None}
+
+
 def find_boundary(ck: Checkpoint, metrics: list[str], fraction: float = 0.95, iters: int = 5,
                   max_ratio: float = 0.9, allocation: str = "component", target: str = "deployed",
                   recover: str = "distill", recover_steps: int = 300, seed: int = 0, episodes: int = 5,
-                  posthoc_steps: int = 16, log: Log = lambda s: print(s, file=sys.stderr)) -> dict:
+                  posthoc_steps: int = 16, log: Log = lambda s: print(s, file=sys.stderr),
+                  workers: int | None = 1, address: str | None = None) -> dict:
     """Per metric, the largest ratio in [0, max_ratio] (to 2^-iters) whose recovered return is
-    at least ``fraction`` of the unpruned return, assuming the return falls with the ratio."""
+    at least ``fraction`` of the unpruned return, assuming the return falls with the ratio.
+    The metrics bisect side by side, one Ray task per probe; a probe that raises ends its
+    metric's bisection (``status: failed`` with the error) and the others go on."""
+    import ray
+
+    from cpr_edge.pruning.ray_cells import Cell, RayCells, one_line
+
     for m in metrics:
         check_args(m, max_ratio, allocation, target, recover, recover_steps)
-    unpruned = policy_returns(ck.agent, ck.task, episodes, seed)
-    goal = fraction * float(np.mean(unpruned))
-    log(f"unpruned policy-only return {np.mean(unpruned):.1f}; goal >= {goal:.1f}")
-    result = {"task": ck.task, "fraction": fraction, "unpruned": float(np.mean(unpruned)), "allocation": allocation,
+    result = {"task": ck.task, "fraction": fraction, "unpruned": None, "allocation": allocation,
               "target": target, "recover": recover, "recover_steps": recover_steps, "seed": seed, "metrics": {}}
-    for metric in metrics:
-        lo, hi, tried = 0.0, max_ratio, []
-        for _ in range(iters):
-            mid = round(0.5 * (lo + hi), 6)
-            try:
-                _, info = prune_checkpoint(ck, metric, mid, allocation, target, recover, recover_steps, seed,
-                                           episodes, posthoc_steps=posthoc_steps, unpruned_returns=unpruned)
-                ret = info["return"]["policy"]["recovered"]
-            except CprError as e:  # ratio not reachable within the allocation bounds
-                log(f"{metric} ratio {mid:.3f}: {e}")
-                ret = float("-inf")
+    with RayCells(workers, address) as rc:
+        result.update(rc.info())
+        ck_ref = rc.put(ck)
+        unpruned_ref = rc.submit(unpruned_cell, ck_ref, episodes, seed)
+        try:
+            unpruned = ray.get(unpruned_ref)  # the goal is needed to judge the first probe anyway
+        except Exception as e:
+            raise CprError(f"evaluating the unpruned agent failed: {one_line(e)}") from None
+        goal = fraction * float(np.mean(unpruned))
+        result["unpruned"] = float(np.mean(unpruned))
+        log(f"unpruned policy-only return {np.mean(unpruned):.1f}; goal >= {goal:.1f}")
+        state = {m: {"lo": 0.0, "hi": max_ratio, "tried": []} for m in metrics}
+
+        def probe(metric: str) -> Cell:
+            st = state[metric]
+            mid = round(0.5 * (st["lo"] + st["hi"]), 6)
+            return Cell((metric, mid), boundary_probe, (ck_ref, metric, mid, allocation, target, recover,
+                                                        recover_steps, seed, episodes, posthoc_steps, unpruned_ref))
+
+        def finished(o, say):
+            metric, mid = o.cell.tag
+            st = state[metric]
+            if o.error is not None:
+                st["error"] = o.error
+                say(f"{metric:6s} ratio {mid:.3f}: failed: {o.error}")
+                return []
+            ret = o.result["return"]
+            if o.result["note"]:
+                say(f"{metric} ratio {mid:.3f}: {o.result['note']}")
             ok = ret >= goal
-            tried.append({"ratio": mid, "return": ret, "safe": ok})
-            log(f"{metric:6s} ratio {mid:.3f}: recovered return {ret:.1f} -> {'safe' if ok else 'unsafe'}")
-            lo, hi = (mid, hi) if ok else (lo, mid)
-        result["metrics"][metric] = {"ratio": lo, "tried": tried}
+            st["tried"].append({"ratio": mid, "return": ret, "safe": ok})
+            say(f"{metric:6s} ratio {mid:.3f}: recovered return {ret:.1f} -> {'safe' if ok else 'unsafe'}")
+            st["lo"], st["hi"] = (mid, st["hi"]) if ok else (st["lo"], mid)
+            return [probe(metric)] if len(st["tried"]) < iters else []
+
+        rc.run([probe(m) for m in metrics], finished, total=len(metrics) * iters, desc="boundary")
+    for m, st in state.items():
+        result["metrics"][m] = {"ratio": st["lo"], "tried": st["tried"], "status": "failed" if "error" in st else "ok",
+                                **({"error": st["error"]} if "error" in st else {})}
     return result
