@@ -97,16 +97,12 @@ def latency_probe(board, build: dict, model_dir, budget_s: float) -> dict | None
     """On an emulated board: boot the firmware, BENCH 20 invokes, and compare the slowest with
     the budget through the board's latency model (instructions x cycles per instruction at its
     clock, an estimate, as the latency check says). None on a real board (the HIL run measures it)."""
-    from pathlib import Path
-
-    from cpr_edge.fit.probe import latency_estimate_s
-    from cpr_edge.hil.session import QemuSession, is_emulated, sha256_file
+    from cpr_edge.fit.probe import count_instructions, latency_estimate_s
+    from cpr_edge.hil.session import is_emulated
 
     if not is_emulated(board):
         return None
-    with QemuSession(board, build["elf"], sha256_file(Path(model_dir) / "model_int8.tflite")) as s:
-        bench = s.link.bench(20)
-        unit = s.hello.counter_unit
-    seconds = latency_estimate_s(board, bench["max"])
-    return {"invoke_max": bench["max"], "unit": unit, "seconds_estimate": seconds, "budget_s": budget_s,
+    invoke_max = count_instructions(board, build, model_dir, invokes=20)
+    seconds = latency_estimate_s(board, invoke_max)
+    return {"invoke_max": invoke_max, "unit": "instructions", "seconds_estimate": seconds, "budget_s": budget_s,
             "fits": seconds <= budget_s}

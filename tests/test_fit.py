@@ -38,7 +38,7 @@ def synthetic(boundary_flash_at: int, n: int = 48):
 @pytest.mark.parametrize("boundary", [1, 7, 23, 40, 47])
 def test_search_finds_the_smallest_fitting_grid_index_next_to_one_that_does_not(boundary):
     probe, calls = synthetic(boundary)
-    index, rows = _search_one(probe, 48, lambda m: None)
+    index, rows = _search_one(probe, 48)
     assert index == boundary
     assert rows[index]["fits"] and not rows[index - 1]["fits"]
     assert len(calls) == len(set(calls)) <= 9  # bracketing, not a scan of 49 ratios
@@ -46,9 +46,9 @@ def test_search_finds_the_smallest_fitting_grid_index_next_to_one_that_does_not(
 
 def test_search_stops_at_ratio_zero_when_the_unpruned_model_fits_and_at_none_when_nothing_does():
     probe, calls = synthetic(-5)
-    assert _search_one(probe, 48, lambda m: None)[0] == 0 and calls == [48, 0]
+    assert _search_one(probe, 48)[0] == 0 and calls == [48, 0]
     probe, calls = synthetic(60)
-    index, rows = _search_one(probe, 48, lambda m: None)
+    index, rows = _search_one(probe, 48)
     assert index is None and calls == [48]  # one probe proves it unfittable
 
 

@@ -23,6 +23,7 @@ def add_fit_args(p: argparse.ArgumentParser, flag: bool) -> None:
 
 def register(sub) -> None:
     from cpr_edge.cli import add_checkpoint_args
+    from cpr_edge.hil.commands import add_budget_args
     from cpr_edge.precision import add_export_args
 
     p = sub.add_parser("fit", help="find the smallest removal at which the controller fits a board",
@@ -34,8 +35,7 @@ def register(sub) -> None:
     add_checkpoint_args(p)
     p.add_argument("--board", default="qemu-mps2-an386", help="board name (default qemu-mps2-an386)")
     p.add_argument("--metric", default="fisher", help="importance metric (default fisher)")
-    p.add_argument("--budget", default=None, help="latency budget, e.g. 2ms (default: the task's control period)")
-    p.add_argument("--control-hz", type=float, default=None, help="control loop rate: the budget is one period")
+    add_budget_args(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the importance scores (default 0)")
     add_fit_args(p, flag=False)
     add_export_args(p)

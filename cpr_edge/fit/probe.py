@@ -37,12 +37,12 @@ def latency_estimate_s(board, instructions: int) -> float:
     return instructions * board.cycles_per_instruction / board.clock_hz
 
 
-def count_instructions(board, build: dict, model_dir: Path) -> int:
-    """Slowest of BENCH_INVOKES invokes of the built HIL firmware, booted in QEMU."""
+def count_instructions(board, build: dict, model_dir: Path, invokes: int = BENCH_INVOKES) -> int:
+    """Slowest of ``invokes`` invokes of the built HIL firmware, booted in QEMU."""
     from cpr_edge.hil.session import QemuSession, sha256_file
 
     with QemuSession(board, build["elf"], sha256_file(Path(model_dir) / "model_int8.tflite")) as s:
-        bench = s.link.bench(BENCH_INVOKES)
+        bench = s.link.bench(invokes)
         if s.hello.counter_unit != "instructions":
             raise CprError(f"{board.name} counts {s.hello.counter_unit}, not instructions")
     return int(bench["max"])

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cpr_edge.errors import CprError
-from cpr_edge.fit.probe import Limits, run_probe, uses
+from cpr_edge.fit.probe import Limits, run_probe
 
 
 @dataclass
@@ -68,7 +68,7 @@ def structure_fn(ck, cfg: FitConfig):
     return (lambda ratio: prune_structure(ck.agent, groups, scores, cfg.metric, ratio, seed=cfg.seed)[0]), source
 
 
-def _search_one(probe, n: int, say) -> tuple[int | None, dict]:
+def _search_one(probe, n: int) -> tuple[int | None, dict]:
     """Smallest grid index 0..n whose probe fits (None: not even n), probing as few as it can."""
     rows: dict[int, dict] = {}
 
@@ -148,7 +148,7 @@ def fit_to_board(ck, board, limits: Limits, precisions: list[str], export_kw_for
 
             say(f"fit: {precision} on {board.name}, flash {limits.flash_bytes} B, RAM {limits.ram_bytes} B, "
                 f"latency budget {limits.latency_budget_s * 1e3:g} ms, margin {cfg.margin:.0%}")
-            index, rows = _search_one(probe, n, say)
+            index, rows = _search_one(probe, n)
             if index is not None:
                 chosen = (index, precision, rows)
                 break
@@ -164,9 +164,8 @@ def fit_to_board(ck, board, limits: Limits, precisions: list[str], export_kw_for
         why = (f"smallest removal on the {cfg.grid_step:g} grid at which flash, RAM and latency hold with "
                f"{cfg.margin:.0%} of each limit free; removal {below['ratio']:g} leaves "
                f"{_describe(below['binding'], below, limits, cfg.margin)}")
-    u = uses(row, limits, cfg.margin)
-    # what stops a smaller removal; for the unpruned model, the tightest constraint
-    binding = rows[index - 1]["binding"] if index else max((k for k in u if u[k] is not None), key=lambda k: u[k])
+    # what stops a smaller removal; for the unpruned model, its tightest constraint (judge's binding)
+    binding = rows[index - 1]["binding"] if index else row["binding"]
     return {"board": board.name, "metric": cfg.metric, "importance_source": source, "precision": precision,
             "margin": cfg.margin, "limits": limits.to_dict(), "grid_step": cfg.grid_step,
             "max_ratio": cfg.max_ratio, "latency_model": {

@@ -41,6 +41,14 @@ def budget_from_args(args: argparse.Namespace) -> float | None:
     return parse_budget(args.budget)
 
 
+def add_budget_args(p: argparse.ArgumentParser) -> None:
+    """``--budget`` / ``--control-hz`` (read with ``budget_from_args``): hil, prune-and-flash, fit."""
+    p.add_argument("--budget", default=None,
+                   help="latency budget for the p99 invoke time, e.g. 20ms (default: the task's control period)")
+    p.add_argument("--control-hz", type=float, default=None,
+                   help="control loop rate: the budget is one period (e.g. 500 -> 2 ms); instead of --budget")
+
+
 def add_hil_args(p: argparse.ArgumentParser) -> None:
     """Options shared by ``hil`` and ``prune-and-flash``."""
     p.add_argument("--port", default=None,
@@ -48,10 +56,7 @@ def add_hil_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=None,
                    help="episodes per controller, same seeds for all (default: chosen from the task's "
                         "return spread, cpr_edge.hil.stats.default_episodes)")
-    p.add_argument("--budget", default=None,
-                   help="latency budget for the p99 invoke time, e.g. 20ms (default: the task's control period)")
-    p.add_argument("--control-hz", type=float, default=None,
-                   help="control loop rate: the budget is one period (e.g. 500 -> 2 ms); instead of --budget")
+    add_budget_args(p)
     p.add_argument("--min-return-ratio", type=float, default=0.95,
                    help="pruned-on-board / unpruned-float return must reach this (default 0.95)")
     p.add_argument("--min-fidelity-ratio", type=float, default=0.98,
