@@ -24,6 +24,7 @@ STAGES = [
     "cpr_edge.hil.commands",
     "cpr_edge.report.commands",
     "cpr_edge.fit.commands",
+    "cpr_edge.validate.commands",
     "cpr_edge.pipeline",
 ]
 

@@ -1,9 +1,9 @@
 """Firmware build: generated model code + platform + HIL app, linked for one board.
 
-``build_firmware(board, model_dir, out_dir)`` generates C from ``model_dir/model_int8.tflite``
-(cpr_edge.codegen), compiles it with the board's platform, UART driver and kernels through
+``build_firmware(board, model, out_dir)`` generates C from ``model/model_int8.tflite`` or a
+bare .tflite (cpr_edge.codegen), compiles it with the board's platform, UART driver and kernels through
 firmware/Makefile (arm-none-eabi-gcc, -ffunction-sections -fdata-sections, --gc-sections),
-and writes ``firmware.elf``, ``firmware.map``, ``memory.json`` (docs/memory.md) and the
+and writes ``firmware.elf`` (with ``.bin`` and ``.hex`` beside it), ``firmware.map``, ``memory.json`` (docs/memory.md) and the
 generated sources into ``out_dir``. A model that does not fit the board is refused with the
 numbers, and then nothing is written: ``out_dir`` appears only for an image that fits.
 """
@@ -22,7 +22,7 @@ from cpr_edge.firmware_build.memory import memory_report
 from cpr_edge.errors import CprError, DoesNotFit
 from cpr_edge.fileio import atomic_dir, write_json_atomic, write_text_atomic
 
-TOOLS = ("make", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm")
+TOOLS = ("make", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "arm-none-eabi-objcopy")
 STACK_CACHE_FILE = "stack_probe.json"
 """Measured stack figures of the last build in an output folder (cpr_edge.firmware_build.stack)."""
 TEST_IMAGE_STACK_BYTES = 2048
@@ -36,8 +36,12 @@ def firmware_dir() -> Path:
 
 
 def default_out_dir(model_dir, board_name: str) -> Path:
-    """Where ``cpr-edge build`` puts a board's image unless told: MODEL_DIR/firmware/BOARD."""
-    return Path(model_dir) / "firmware" / board_name
+    """Where ``cpr-edge build`` puts a board's image unless told: MODEL_DIR/firmware/BOARD, or
+    for a bare ``x.tflite`` x-firmware/BOARD beside it."""
+    model = Path(model_dir)
+    if model.is_file():
+        return model.parent / f"{model.stem}-firmware" / board_name
+    return model / "firmware" / board_name
 
 
 def export_prescale(model_dir) -> tuple[list[float], list[float]] | None:
@@ -100,21 +104,25 @@ def _overflow_message(board: Board, mem: dict, stack: dict | None = None) -> str
 
 def build_firmware(board: Board | str, model_dir, out_dir, progress: Callable[[str], None] | None = None,
                    fc_kernel: str | None = None) -> dict:
-    """Build the HIL firmware for ``board`` from ``model_dir/model_int8.tflite`` into ``out_dir``.
+    """Build the HIL firmware for ``board`` from ``model_dir`` into ``out_dir``.
 
+    ``model_dir`` is an export folder (its ``model_int8.tflite`` and export.json's prescale)
+    or a bare .tflite file (identity prescale; its float ELU islands rewritten and the model
+    the board runs written as ``out_dir/model_int8.tflite``, cpr_edge.firmware_build.model_source).
     ``fc_kernel`` overrides the board's FULLY_CONNECTED variant (reference | dsp | dsp_rotate |
     unrolled). The image is linked twice: first without a stack (its .data + .bss), then with
     the stack sized from measurement (cpr_edge.firmware_build.stack: a probe image in QEMU on
-    the board or its emulated twin, cached in ``out_dir``). Returns a summary: board, paths of the ELF, map and memory.json, and the memory report.
+    the board or its emulated twin, cached in ``out_dir``). Besides the ELF, ``firmware.bin``
+    and ``firmware.hex`` (arm-none-eabi-objcopy) for other flash tools. Returns a summary:
+    board, paths of the ELF, .bin, .hex, map and memory.json, and the memory report.
     """
     # the function, not the package attribute (which importing the submodule replaces)
     from cpr_edge.codegen.generate import generate
+    from cpr_edge.firmware_build.model_source import DEPLOYED_NAME, check_frame_limits, resolve_model
 
     board = load_board(board) if isinstance(board, str) else board
     log = progress or (lambda msg: None)
-    tflite = Path(model_dir).resolve() / "model_int8.tflite"
-    if not tflite.is_file():
-        raise CprError(f"{tflite} not found: pass an export folder (cpr-edge export) as --model")
+    source = resolve_model(model_dir)
     _check_tools()
     variant = fc_kernel or board.fc_kernel
     out_dir = Path(out_dir).resolve()  # make runs in the firmware folder: paths must be absolute
@@ -122,8 +130,17 @@ def build_firmware(board: Board | str, model_dir, out_dir, progress: Callable[[s
 
     source_id = firmware_source_id()  # before compiling: what the image is built from
     with atomic_dir(out_dir) as tmp:
-        log(f"generating C from {tflite}")
+        if source.kind == "export":
+            model_dir = source.path
+        else:  # the deployed bytes beside the firmware: the stack probe and the HIL read them there
+            model_dir = tmp
+            (tmp / DEPLOYED_NAME).write_bytes(source.data)
+            if source.rewrites:
+                log(f"rewrote {source.summary()['rewrite']}")
+        tflite = model_dir / DEPLOYED_NAME
+        log(f"generating C from {source.tflite}")
         gen = generate(tflite, tmp / "model", input_prescale=export_prescale(model_dir))
+        check_frame_limits(gen["input"]["len"], gen["output"]["len"])
         write_text_atomic(tmp / "board_config.h", board_config_h(board, source_id))
         variables = {"OUT": str(tmp), "CONFIG_DIR": str(tmp), "MODEL_DIR": str(tmp / "model"),
                      "APP": "hil", **make_variables(board, variant)}
@@ -150,6 +167,8 @@ def build_firmware(board: Board | str, model_dir, out_dir, progress: Callable[[s
         mem["model_sha256"] = gen["sha256"]
         mem["elf_sha256"] = sha256_of(elf)
         mem["firmware_source_id"] = source_id
+        mem["model_source"] = source.summary()
+        images = _flash_images(elf)
         write_json_atomic(tmp / "memory.json", mem)
         if stack.get("_cache"):
             write_json_atomic(tmp / STACK_CACHE_FILE, stack["_cache"])
@@ -160,8 +179,24 @@ def build_firmware(board: Board | str, model_dir, out_dir, progress: Callable[[s
         log(f"{board.name}: flash {mem['flash']['total']} / {mem['flash']['capacity']} bytes, "
             f"RAM {mem['ram']['total']} / {mem['ram']['capacity']} bytes")
     return {"board": board.name, "out_dir": str(out_dir), "elf": str(out_dir / "firmware.elf"),
+            **{k: str(out_dir / p.name) for k, p in images.items()},
             "map": str(out_dir / "firmware.map"), "memory_json": str(out_dir / "memory.json"),
-            "fc_kernel": variant, "model_sha256": gen["sha256"], "memory": mem}
+            "tflite": str(out_dir / DEPLOYED_NAME if source.kind == "tflite" else source.tflite),
+            "fc_kernel": variant, "model_sha256": gen["sha256"], "model_source": source.summary(),
+            "memory": mem}
+
+
+def _flash_images(elf: Path) -> dict[str, Path]:
+    """``firmware.bin`` (raw, from the lowest load address) and ``firmware.hex`` (Intel HEX)
+    beside the ELF, for flash tools other than pyocd (STM32CubeProgrammer, nrfjprog, a
+    drag-and-drop mass-storage probe)."""
+    images = {"bin": elf.with_suffix(".bin"), "hex": elf.with_suffix(".hex")}
+    for fmt, path in (("binary", images["bin"]), ("ihex", images["hex"])):
+        r = subprocess.run(["arm-none-eabi-objcopy", "-O", fmt, str(elf), str(path)],
+                           capture_output=True, text=True)
+        if r.returncode != 0 or not path.is_file():
+            raise CprError(f"arm-none-eabi-objcopy -O {fmt} failed: {_first_error(r.stderr)}")
+    return images
 
 
 def _link_with_measured_stack(board: Board, model_dir, variant: str, source_id: str, variables: dict,

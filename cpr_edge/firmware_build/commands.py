@@ -3,20 +3,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from cpr_edge.boards import FC_KERNELS
 
 
 def register(sub) -> None:
-    p = sub.add_parser("build", help="build the board firmware for an exported model",
-                       description="Generate C from MODEL/model_int8.tflite, compile and link it for a "
-                                   "board; writes firmware.elf, firmware.map and memory.json. A model "
-                                   "that does not fit the board is refused with the numbers.")
+    p = sub.add_parser("build", help="build the board firmware for an exported model or a .tflite",
+                       description="Generate C from MODEL/model_int8.tflite (an export folder) or a bare "
+                                   ".tflite, compile and link it for a board; writes firmware.elf, .bin, "
+                                   ".hex, firmware.map and memory.json. A model that does not fit the "
+                                   "board is refused with the numbers.")
     p.add_argument("--list-boards", action="store_true",
                    help="print the boards, one per line: name, kind, core, clock, flash, RAM")
-    p.add_argument("--board", default="qemu-mps2-an386", help="board name (default qemu-mps2-an386)")
-    p.add_argument("--model", help="export folder holding model_int8.tflite")
-    p.add_argument("--out", help="output folder (default MODEL/firmware/BOARD)")
+    p.add_argument("--board", default="qemu-mps2-an386",
+                   help="board name (default qemu-mps2-an386) or the path of your own board file "
+                        "(PATH.yaml, its linker script beside it; docs/boards.md)")
+    p.add_argument("--model", help="export folder holding model_int8.tflite, or a .tflite file")
+    p.add_argument("--out", help="output folder (default MODEL/firmware/BOARD; for x.tflite x-firmware/BOARD)")
     p.add_argument("--fc-kernel", choices=list(FC_KERNELS),
                    help="override the board's FULLY_CONNECTED kernel variant")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -51,14 +55,16 @@ def cmd_build(args: argparse.Namespace) -> int:
         emit(args, {"boards": [board_row(b) for b in boards]}, board_table(boards))
         return 0
     if not args.model:
-        raise CprError("--model DIR is required (an export folder), or use --list-boards")
+        raise CprError("--model is required (an export folder or a .tflite file), or use --list-boards")
     board = load_board(args.board)
     out = args.out or default_out_dir(args.model, board.name)
     res = build_firmware(board, args.model, out, progress=lambda m: print(m, file=sys.stderr),
                          fc_kernel=args.fc_kernel)
     f, r = res["memory"]["flash"], res["memory"]["ram"]
+    rewrite = res["model_source"].get("rewrite")
     emit(args, res,
-         f"wrote {res['elf']}\n"
+         (f"model: {rewrite}\n" if rewrite else "") +
+         f"wrote {res['elf']} (and {Path(res['bin']).name}, {Path(res['hex']).name})\n"
          f"  flash {f['total']:>8} / {f['capacity']} bytes  (code {f['code']}, constants {f['constants']})\n"
          f"  RAM   {r['total']:>8} / {r['capacity']} bytes  (data {r['data']}, bss {r['bss']} incl. "
          f"activations {r['activations']}, stack {r['stack_reserved']})")

@@ -335,11 +335,13 @@ class RealBoardSession(BoardSession):
 
     kind = "real"
 
-    def __init__(self, board, elf: str | Path, port: str, expected_sha256: str | None = None,
+    def __init__(self, board, elf: str | Path, port: str | None, expected_sha256: str | None = None,
                  baud: int | None = None, flash: bool = True):
         super().__init__(board, expected_sha256)
+        port = port or default_serial_port(board)  # the board file's flash_tool.serial
         if not port:
-            raise CprError(f"board {self.name} is a real board: give its serial port with --port")
+            raise CprError(f"board {self.name} is a real board: give its serial port with --port "
+                           f"(its board file names none in flash_tool.serial)")
         self.elf, self.port, self.flash_first = Path(elf), port, flash
         uart = board_field(board, "uart", default={})
         self.baud = baud or int((uart.get("baud") if isinstance(uart, dict) else None) or 115200)
@@ -362,11 +364,31 @@ class RealBoardSession(BoardSession):
     def start(self) -> "RealBoardSession":
         if self.flash_first:
             self.flash()
-        self.link = Link.open(self.port, baud=self.baud)
+        try:
+            self.link = Link.open(self.port, baud=self.baud)
+        except LinkError as e:
+            raise CprError(f"{e}: check the port (--port, or flash_tool.serial in the board file; "
+                           f"the board's USB serial device, e.g. /dev/ttyACM0) and its permissions") from None
         time.sleep(0.1)
-        self.link.port.reset_input_buffer()
-        self._handshake(timeout=0.5, retries=10)
+        try:
+            self.link.port.reset_input_buffer()
+            self._handshake(timeout=0.5, retries=10)
+        except LinkError as e:
+            self.close()
+            raise LinkError(self.silent_board_hint(str(e))) from None
         return self
+
+    def silent_board_hint(self, reason: str) -> str:
+        """What to check when a real board does not answer HELLO (one line)."""
+        if self.kind == "attached":
+            return (f"no HELLO reply from {self.port} ({reason}): is QEMU running there with "
+                    f"the firmware of this model ({self.elf})?")
+        flashed = ("flashed it just now: did flashing reset it?" if self.flash_first
+                   else "--no-flash: flash it yourself with this ELF, or its .bin / .hex")
+        return (f"no HELLO reply from {self.name} on {self.port} at {self.baud} baud ({reason}); check: "
+                f"the port (the board's USB serial device, --port or flash_tool.serial), the baud rate "
+                f"(uart.baud of the board file and the serial bridge), reset (press the board's reset "
+                f"button, then retry), the firmware ({self.elf}; {flashed})")
 
     def reset(self) -> Hello:
         self.link.reset()
@@ -425,9 +447,17 @@ def is_emulated(board) -> bool:
     return board_field(board, "qemu_command", "qemu") is not None
 
 
-def open_session(board, elf, expected_sha256=None, port=None, **kw) -> BoardSession:
-    """Start (QEMU) or flash (real board) and handshake; use as a context manager. ``port``
-    as ``parse_port`` reads it; a URL for an emulated board attaches to a running one."""
+def default_serial_port(board) -> str | None:
+    """A real board's serial device from its definition (``flash_tool.serial``), if any."""
+    tool = board_field(board, "flash_tool", default={}) or {}
+    return tool.get("serial") if isinstance(tool, dict) else None
+
+
+def open_session(board, elf, expected_sha256=None, port=None, flash: bool = True, **kw) -> BoardSession:
+    """Start (QEMU) or flash (real board; ``flash=False``: already flashed by the user) and
+    handshake; use as a context manager. ``port`` as ``parse_port`` reads it (a real board
+    without one: its definition's ``flash_tool.serial``); a URL for an emulated board attaches
+    to a running one."""
     kind, value = parse_port(port, is_emulated(board))
     if kind == "url" and is_emulated(board):
         s = RealBoardSession(board, elf, value, expected_sha256, flash=False)
@@ -435,7 +465,7 @@ def open_session(board, elf, expected_sha256=None, port=None, **kw) -> BoardSess
         return s.start()
     if is_emulated(board):
         return QemuSession(board, elf, expected_sha256, port=value, **kw).start()
-    return RealBoardSession(board, elf, value, expected_sha256).start()
+    return RealBoardSession(board, elf, value, expected_sha256, flash=flash).start()
 
 
 def sha256_file(path) -> str:
