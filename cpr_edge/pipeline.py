@@ -46,6 +46,9 @@ def register(sub) -> None:
     p.add_argument("--ratio", type=float, default=None,
                    help="fraction of deployed parameters to remove (default 0.5; with --fit: chosen by the fit)")
     p.add_argument("--recover-steps", type=int, default=300, help="distillation steps after pruning (default 300)")
+    p.add_argument("--no-prune", action="store_true",
+                   help="deploy the checkpoint as it is, e.g. one pruned while it trained (train --prune-to, "
+                        "prune --gradual): no pruning, no distillation, no unpruned baseline (b)")
     p.add_argument("--board", default="qemu-mps2-an386", help="board name (default qemu-mps2-an386)")
     add_hil_args(p)
     add_export_args(p)
@@ -127,6 +130,7 @@ def baseline_job(checkpoint: str, model_dir: str, board_name: str, metric: str, 
 
     from cpr_edge.agents.checkpoint import load_checkpoint
     from cpr_edge.boards import load_board
+    from cpr_edge.report.component_importance import mean_importance
 
     torch.set_num_threads(1)
     say = lambda m: print(f"  baseline: {m.strip()}", file=sys.stderr, flush=True)
@@ -148,45 +152,6 @@ def baseline_job(checkpoint: str, model_dir: str, board_name: str, metric: str, 
         return {"export": info, "build": build, "times": times, "importance": importance, "precision": precision}
 
 
-def mean_importance(ck, metric: str, seed: int) -> dict[str, float]:
-    """Mean unit score per component: the scores that drive pruning, recomputed with the same
-    metric, seed and source (training trace or post hoc) as ``prune_checkpoint``."""
-    import numpy as np
-    import torch
-
-    from cpr_edge.pruning.pruner import importance_scores
-
-    torch.manual_seed(seed)  # as prune_checkpoint seeds before scoring
-    np.random.seed(seed)
-    groups, scores, _ = importance_scores(ck.agent, metric, ck.extra.get("importance"), ck.replay, seed)
-    sums: dict[str, list[float]] = {}
-    for g in groups:
-        v = scores[g.name].detach().double()
-        acc = sums.setdefault(g.component, [0.0, 0])
-        acc[0] += float(v.sum())
-        acc[1] += int(v.numel())
-    return {c: a / n for c, (a, n) in sums.items() if n}
-
-
-def component_importance(ck, info: dict, seed: int, per: dict | None = None) -> dict:
-    """Mean unit importance and kept fraction per component, for the report's plot: from
-    prune.json when it holds them, else ``per`` (computed by the baseline worker), else now."""
-    per = (info.get("importance_per_component") or (info.get("importance") or {}).get("per_component")
-           or per)
-    kept = {}
-    widths = info.get("widths", {})
-    for name, before in widths.get("before", {}).items():
-        comp = name.split(".")[0]
-        k = kept.setdefault(comp, [0, 0])
-        k[0] += widths.get("after", {}).get(name, before)
-        k[1] += before
-    kept = {c: a / b for c, (a, b) in kept.items() if b}
-    if not per:
-        per = mean_importance(ck, info["metric"], seed)
-    return {"metric": info.get("metric"), "ratio": info.get("ratio"), "importance": {"per_component": per},
-            "kept_fraction": kept, "return": info.get("return")}
-
-
 def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     import multiprocessing
 
@@ -204,6 +169,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     from cpr_edge.export.pipeline import resolve_prescale
     from cpr_edge.precision import candidates, export_options
     from cpr_edge.pruning.prune import check_args
+    from cpr_edge.report.component_importance import component_importance
     from cpr_edge.report.write import markdown, write_report
 
     say = say or (lambda m: print(m, file=sys.stderr, flush=True))
@@ -212,11 +178,16 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     budget = budget_from_args(args)
     if args.episodes is not None and args.episodes < 1:
         raise CprError("--episodes must be at least 1")
-    fitting = getattr(args, "fit", False)
+    fitting, no_prune = getattr(args, "fit", False), getattr(args, "no_prune", False)
     if fitting and args.ratio is not None:
         raise CprError("give --ratio or --fit, not both: --fit chooses the ratio")
+    if no_prune:
+        from cpr_edge.pruning.already_pruned import NO_BASELINE, as_pruned, check_no_prune_args
+
+        check_no_prune_args(args)
     args.ratio = 0.5 if args.ratio is None and not fitting else args.ratio
-    check_args(args.metric, 0.5 if fitting else args.ratio, "component", "deployed", "distill", args.recover_steps)
+    check_args(args.metric, 0.5 if fitting or no_prune else args.ratio, "component", "deployed", "distill",
+               args.recover_steps)
     opts = export_options(args)
     precisions = candidates(args.precision)
     board = load_board(args.board)
@@ -239,7 +210,10 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
         args.ratio, precisions = fit["chosen"]["ratio"], [fit["chosen"]["precision"]]
         say(f"[0/9] fit: ratio {args.ratio:g} ({precisions[0]}), {fit['chosen']['binding']} binds, "
             f"{len(fit['probes'])} probes in {time.perf_counter() - t:.0f} s")
-    ratio_tag = "fit" if fitting else f"{args.ratio:g}"
+    if no_prune:
+        teacher, pruned, info = as_pruned(ck, src, args.metric)
+        args.metric, args.ratio = info["metric"], info["ratio"]
+    ratio_tag = "fit" if fitting else "asis" if no_prune else f"{args.ratio:g}"
     out = Path(args.out or f"runs/{ck.task}_{ck.preset}-{args.metric}-{ratio_tag}-{args.board}")
     run_folder = RunFolder(out, "prune-and-flash").__enter__()  # locked; an earlier run's files gone
     clock = StageClock(say)
@@ -247,39 +221,45 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
 
     # leaving the with-block terminates the worker: an error here does not wait for it
     with multiprocessing.get_context("spawn").Pool(1, initializer=_worker_ignores_sigint) as pool:
-        say("      baseline (b): exporting and building the unpruned model in parallel")
-        baseline = pool.apply_async(baseline_job, (str(src), str(out / "baseline"), args.board, args.metric, args.seed,
-                                                   opts.kwargs("int8"), precisions))
-        with clock.stage("prune", f"{args.metric} importance, remove {args.ratio:.0%} of the deployed parameters"):
-            pruned, info = prune_checkpoint(ck, metric=args.metric, ratio=args.ratio,
-                                            recover_steps=args.recover_steps, eval_episodes=args.episodes,
-                                            seed=args.seed, progress=lambda m: say(f"      {m}"))
-        rec = float(info.get("time_s", {}).get("recover", 0.0))  # prune_checkpoint recovers too
-        clock.times["prune"] -= rec
-        clock.add("recover", rec)
-        say(f"[2/9] recover: distillation, {args.recover_steps} steps in {rec:.1f} s (inside prune)")
-        from cpr_edge.firmware_build.identity import sha256_of
+        baseline = None
+        if no_prune:
+            say(f"[1/9] prune, [2/9] recover: skipped (--no-prune), {info['params']['deployed']['after']} of "
+                f"{info['params']['deployed']['before']} deployed parameters left by pruning during training")
+        else:
+            teacher = ck
+            say("      baseline (b): exporting and building the unpruned model in parallel")
+            baseline = pool.apply_async(baseline_job, (str(src), str(out / "baseline"), args.board, args.metric,
+                                                       args.seed, opts.kwargs("int8"), precisions))
+            with clock.stage("prune", f"{args.metric} importance, remove {args.ratio:.0%} of the deployed parameters"):
+                pruned, info = prune_checkpoint(ck, metric=args.metric, ratio=args.ratio,
+                                                recover_steps=args.recover_steps, eval_episodes=args.episodes,
+                                                seed=args.seed, progress=lambda m: say(f"      {m}"))
+            rec = float(info.get("time_s", {}).get("recover", 0.0))  # prune_checkpoint recovers too
+            clock.times["prune"] -= rec
+            clock.add("recover", rec)
+            say(f"[2/9] recover: distillation, {args.recover_steps} steps in {rec:.1f} s (inside prune)")
+            from cpr_edge.firmware_build.identity import sha256_of
 
-        # identity: which checkpoint this one was pruned from (cpr-edge hil checks the baseline)
-        pruned.extra["pruning"]["source_sha256"] = sha256_of(src)
-        export_info, build, choice, deployed = deploy(ck, pruned, out, board, precisions, opts, args.qat_steps,
+            # identity: which checkpoint this one was pruned from (cpr-edge hil checks the baseline)
+            pruned.extra["pruning"]["source_sha256"] = sha256_of(src)
+        export_info, build, choice, deployed = deploy(teacher, pruned, out, board, precisions, opts, args.qat_steps,
                                                       args.seed, say, clock, budget)
         info["precision"] = choice.chosen
         if "quantization" in deployed.extra:  # prune.json's returns are those before this recovery
             info["quantization"] = {k: v for k, v in deployed.extra["quantization"].items() if k != "ranges"}
         write_json_atomic(out / "prune.json", info)
         t = time.perf_counter()
-        base = baseline.get()
+        base = baseline.get() if baseline else {"error": NO_BASELINE, "absent": True}
         clock.add("baseline_wait", time.perf_counter() - t)
     if "error" in base:
-        if not base.get("does_not_fit"):
+        if not (base.get("does_not_fit") or base.get("absent")):
             raise CprError(f"baseline (b), the unpruned model: {base['error']}")
         say(f"      baseline (b) skipped: {base['error']}")
 
     with clock.stage("hil", f"{args.episodes} episode(s) per controller, same seeds"):
         cfg = HilConfig(board=board, model_dir=out / "model",
                         firmware=default_out_dir(out / "model", board.name) / "firmware.elf",
-                        checkpoint=out / "pruned.pt", baseline_checkpoint=Path(src),
+                        checkpoint=out / "pruned.pt", baseline_checkpoint=None if no_prune else Path(src),
                         baseline_model_dir=None if "error" in base else out / "baseline",
                         baseline_firmware=None if "error" in base else default_out_dir(out / "baseline", board.name) / "firmware.elf",
                         memory=build["memory"], port=args.port, episodes=args.episodes, seed=args.seed,

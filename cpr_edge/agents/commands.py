@@ -7,6 +7,7 @@ import argparse
 def register(sub) -> None:
     from cpr_edge.cli import add_checkpoint_args
     from cpr_edge.envs.tasks import EXAMPLES
+    from cpr_edge.pruning.commands import METRIC_CHOICES, add_schedule_args
 
     p = sub.add_parser("train", help="train a TD-MPC agent on a dm_control task",
                        description="Train TD-MPC (v1) on a dm_control task and write a checkpoint.")
@@ -26,6 +27,15 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--importance", action="store_true",
                    help="track gradient importance during training (stored in the checkpoint)")
+    p.add_argument("--prune-to", type=float, default=None, metavar="R",
+                   help="prune during training: remove the fraction R of the --target parameters on the "
+                        "schedule (docs/importance.md, 'Gradual pruning')")
+    p.add_argument("--metric", default="fisher", help="with --prune-to: importance metric, "
+                                                      f"{', '.join(METRIC_CHOICES)} (default fisher)")
+    p.add_argument("--allocation", default="component", help="with --prune-to: component (default), uniform or global")
+    p.add_argument("--target", default="deployed", help="with --prune-to: count R over the deployed subnet "
+                                                        "(encoder+pi, default) or all parameters")
+    add_schedule_args(p, 0.2, 0.8)
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue training from a checkpoint of the same task and preset")
     p.add_argument("--out", default=None, help="checkpoint path (default TASK_PRESET.pt)")
@@ -51,23 +61,67 @@ def cmd_train(args: argparse.Namespace) -> int:
     make_env(args.task, args.seed, args.action_repeat)  # non-flat task, bad repeat: refused before torch loads
     from cpr_edge.agents.train import TrainConfig, train
 
-    hooks = []
-    tracker = None
-    if args.importance:
-        from cpr_edge.importance.tracker import ImportanceTracker
+    from cpr_edge.importance.metrics import GRADIENT_METRICS
+    from cpr_edge.importance.tracker import ImportanceTracker
 
+    pruning = args.prune_to is not None
+    schedule = train_schedule(args) if pruning else None  # bad schedule: refused before training
+    sections, hooks, after_step, tracker = {}, [], None, None
+    if args.importance or (pruning and args.metric in GRADIENT_METRICS):
         tracker = ImportanceTracker()
         hooks.append(tracker)
+        sections["importance"] = tracker.state_dict
+    if pruning:
+        from cpr_edge.pruning.gradual import GradualPruner
+
+        after_step = GradualPruner(schedule, tracker, log=_log)
+        sections["gradual_pruning"] = after_step.state_dict
     tc = TrainConfig(task=args.task, action_repeat=args.action_repeat, preset=args.preset, steps=args.steps, seed=args.seed,
                      eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
                      eval_mpc=not args.no_eval_mpc, threads=args.threads, resume=args.resume,
                      out=args.out or f"{args.task}_{args.preset}.pt")
-    ck = train(tc, hooks=hooks, extra_sections=(lambda: {"importance": tracker.state_dict()}) if tracker else None)
+    ck = train(tc, hooks=hooks, extra_sections=(lambda: {k: f() for k, f in sections.items()}) if sections else None,
+               after_step=after_step)
     last = ck.training["evals"][-1]
-    emit(args, {"task": args.task, "preset": args.preset, "checkpoint": tc.out, **ck.training},
-         f"wrote {tc.out}: policy-only return {last['policy']:.1f}, MPC return {last.get('mpc', float('nan')):.1f} "
-         f"after {ck.training['env_steps']} env steps in {ck.training['wall_s']:.0f} s")
+    summary = {"task": args.task, "preset": args.preset, "checkpoint": tc.out, **ck.training}
+    text = (f"wrote {tc.out}: policy-only return {last['policy']:.1f}, MPC return {last.get('mpc', float('nan')):.1f} "
+            f"after {ck.training['env_steps']} env steps in {ck.training['wall_s']:.0f} s")
+    if pruning:
+        g = ck.extra["gradual_pruning"]
+        summary["gradual_pruning"] = {k: g[k] for k in ("schedule", "removed_fraction", "done")}
+        text += (f"; pruned during training by {args.metric} ({args.schedule}, {len(g['events'])} pruning steps): "
+                 f"{g['removed_fraction']['deployed']:.1%} of the deployed, {g['removed_fraction']['all']:.1%} "
+                 f"of all parameters removed")
+    emit(args, summary, text)
     return 0
+
+
+def _log(s: str) -> None:
+    import sys
+
+    print(s, file=sys.stderr, flush=True)
+
+
+def train_schedule(args: argparse.Namespace):
+    """The ``--prune-to`` schedule over this run's env steps."""
+    from cpr_edge.agents.config import make_config
+    from cpr_edge.errors import CprError
+    from cpr_edge.importance.metrics import GRADIENT_METRICS
+    from cpr_edge.pruning.gradual import GradualSchedule, check_schedule
+
+    check_schedule(args.prune_to, args.prune_start, args.prune_end, args.prune_steps, args.schedule, args.metric,
+                   args.allocation, args.target)
+    if args.resume:
+        raise CprError("--prune-to starts from an unpruned agent: to prune a trained checkpoint while training "
+                       "it on, use cpr-edge prune --checkpoint CK --gradual STEPS")
+    start, end = round(args.prune_start * args.steps), round(args.prune_end * args.steps)
+    seed_steps = make_config(args.preset).seed_steps
+    if args.metric in GRADIENT_METRICS and start < seed_steps:
+        raise CprError(f"--prune-start {args.prune_start} is {start} env steps, before the first update at "
+                       f"{seed_steps} (seeding): {args.metric} has no gradients there; use --prune-start >= "
+                       f"{seed_steps / args.steps:.3g} or a weight metric (l1, random)")
+    return GradualSchedule(args.prune_to, start, end, args.prune_steps, args.schedule, args.metric,
+                           args.allocation, args.target, args.seed)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -48,9 +48,12 @@ class TrainConfig:
     """torch threads (more than one slows down under CPU contention)."""
     out: str = "checkpoint.pt"
     """Checkpoint path (written atomically at each evaluation and at the end)."""
-    resume: str | None = None
-    """Continue from this checkpoint: its weights, replay sample, step count and evaluations
-    (optimiser moments restart; ``steps`` stays the total)."""
+    resume: str | Checkpoint | None = None
+    """Continue from this checkpoint (a path, or one already loaded, which is trained in place):
+    its weights, replay sample, step count and evaluations (optimiser moments restart; ``steps``
+    stays the total)."""
+    final_mpc: bool = True
+    """Also evaluate with MPC planning at the end."""
     config_overrides: dict = field(default_factory=dict)
     """TDMPCConfig fields to change from the preset (quick runs and tests)."""
 
@@ -87,14 +90,18 @@ def replay_sample(agent: TDMPC, buffer: ReplayBuffer, task: str, n: int, seed: i
 
 def train(tc: TrainConfig, hooks: list[UpdateHook] | None = None,
           extra_sections: Callable[[], dict] | None = None,
-          log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Checkpoint:
+          log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+          after_step: Callable[[TDMPC, int], None] | None = None) -> Checkpoint:
     """Train, evaluate periodically, and write the checkpoint; ``extra_sections()`` adds
-    optional checkpoint sections (such as the importance trace) at each write."""
+    optional checkpoint sections (such as the importance trace) at each write.
+    ``after_step(agent, env_step)`` runs after every agent step's update (gradual pruning
+    shrinks the agent there, in place)."""
     tc = dataclasses.replace(tc, task=resolve_task(tc.task))  # checkpoints carry the canonical name
     torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
-    start = load_checkpoint(tc.resume) if tc.resume else None
+    start = (tc.resume if isinstance(tc.resume, Checkpoint)
+             else load_checkpoint(tc.resume) if tc.resume else None)
     if start and (start.task, start.preset) != (tc.task, tc.preset):
         raise CprError(f"--resume checkpoint is {start.task}/{start.preset}, not {tc.task}/{tc.preset}")
     repeat = tc.action_repeat
@@ -125,7 +132,7 @@ def train(tc: TrainConfig, hooks: list[UpdateHook] | None = None,
     def do_eval(step: int, final: bool = False):
         row = {"env_steps": step, "wall_s": round(time.time() - t_start, 1),
                "policy": summary(evaluate(agent, tc.task, tc.eval_episodes, "policy", tc.seed, repeat))["mean"]}
-        if tc.eval_mpc or final:
+        if tc.eval_mpc or (final and tc.final_mpc):
             row["mpc"] = summary(evaluate(agent, tc.task, tc.eval_episodes, "mpc", tc.seed, repeat))["mean"]
         history.append(row)
         log(f"eval @ {step} env steps: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "env_steps"))
@@ -165,6 +172,8 @@ def train(tc: TrainConfig, hooks: list[UpdateHook] | None = None,
                     batch = buffer.sample(cfg.batch_size)
                     info = agent.update(batch, step)
                     buffer.update_priorities(batch[4], info["priority"])
+            if after_step:
+                after_step(agent, step)
             if done:
                 break
         buffer.add(np.stack(o), np.stack(a_l), np.asarray(r_l))

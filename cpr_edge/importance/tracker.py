@@ -65,7 +65,28 @@ class ImportanceTracker:
             for g in self.groups:
                 per_comp.setdefault(g.component, []).append(scores[g.name])
             row[metric] = {c: float(torch.cat(v).mean()) for c, v in per_comp.items()}
+        units: dict[str, int] = {}
+        for g in self.groups:
+            units[g.component] = units.get(g.component, 0) + g.size
+        row["units"] = units  # falls as gradual pruning removes units (docs/importance.md)
         self.trace.append(row)
+
+    def follow_pruning(self, model: torch.nn.Module, kept: dict[str, list[int]], take) -> None:
+        """After structural pruning of ``model``: keep the accumulated scores of the kept units
+        (``kept``: indices per group, numbered before pruning) and ``take(param, tensor)`` of the
+        per-weight Fisher of ``bayes``; the removed units' history is dropped with them."""
+        if self.groups is None:
+            return
+        self.groups = told_groups(model)
+        for name, acc in self.accumulators.items():
+            acc.groups = self.groups
+            if name == "bayes":
+                acc.sum = {n: take(n, v) for n, v in acc.sum.items()}
+                acc.ema = {n: take(n, v) for n, v in acc.ema.items()}
+            else:
+                ix = {n: torch.tensor(k, dtype=torch.long) for n, k in kept.items()}
+                acc.total = {n: v[ix[n]] for n, v in acc.total.items()}
+                acc.ema = {n: v[ix[n]] for n, v in acc.ema.items()}
 
     def scores(self, metric: str, weights: dict[str, torch.Tensor], smoothing: str = "ema") -> dict[str, torch.Tensor]:
         """Per-unit scores of ``metric`` (``grad``, ``fisher`` or ``bayes``), keyed by group name."""

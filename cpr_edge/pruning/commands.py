@@ -19,6 +19,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
+def add_schedule_args(p: argparse.ArgumentParser, start: float, end: float) -> None:
+    """The gradual-pruning schedule (``train --prune-to``, ``prune --gradual``, ``sweep --mode gradual``)."""
+    p.add_argument("--prune-start", type=float, default=start,
+                   help=f"fraction of the run where pruning starts (default {start})")
+    p.add_argument("--prune-end", type=float, default=end,
+                   help=f"fraction of the run where the removed fraction reaches the target (default {end})")
+    p.add_argument("--schedule", default="cosine", help="removed fraction over the window: cosine (default), "
+                                                        "linear or cubic")
+    p.add_argument("--prune-steps", type=int, default=20,
+                   help="pruning points, evenly spaced in the window (default 20)")
+
+
 def _ray(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="cells run at once, one CPU and one torch thread each (default 1 on a local Ray, "
@@ -50,6 +62,10 @@ def register(sub) -> None:
     p.add_argument("--recover", default="distill", help="distill (default), finetune or none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="pruned", help="output folder (default ./pruned)")
+    p.add_argument("--gradual", type=int, default=None, metavar="STEPS",
+                   help="instead of one cut: train the checkpoint on for STEPS env steps (its replay sample and "
+                        "fresh episodes) while removing --ratio on the schedule; --recover does not apply")
+    add_schedule_args(p, 0.0, 0.8)
     _common(p)
     p.set_defaults(func=cmd_prune)
 
@@ -63,6 +79,11 @@ def register(sub) -> None:
     p.add_argument("--recover", type=_csv(str), default=["none", "distill"],
                    help="comma-separated recoveries (none, distill, finetune)")
     p.add_argument("--out", default="results", help="output folder for sweep.csv and the plots")
+    p.add_argument("--mode", default="oneshot", help="oneshot (default: prune, then --recover) or gradual "
+                                                    "(train on for --gradual-steps while pruning; rows 'gradual')")
+    p.add_argument("--gradual-steps", type=int, default=10_000, metavar="STEPS",
+                   help="--mode gradual: env steps of training per cell (default 10000)")
+    add_schedule_args(p, 0.0, 0.8)
     _common(p)
     _ray(p)
     p.set_defaults(func=cmd_sweep)
@@ -132,15 +153,29 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     from cpr_edge.agents.checkpoint import save_checkpoint
     from cpr_edge.cli import emit
+    from cpr_edge.errors import CprError
     from cpr_edge.fileio import write_json_atomic
     from cpr_edge.pruning.prune import check_args, prune_checkpoint
 
     _check_common(args)
     check_args(args.metric, args.ratio, args.allocation, args.target, args.recover, args.recover_steps)
-    ck = _load(args)
-    new, info = prune_checkpoint(ck, args.metric, args.ratio, args.allocation, args.target, args.recover,
-                                 args.recover_steps, args.seed, args.episodes, progress=_log,
-                                 posthoc_steps=args.posthoc_steps)
+    if args.gradual is not None:
+        from cpr_edge.pruning.gradual import check_schedule
+        from cpr_edge.pruning.gradual_checkpoint import gradual_prune_checkpoint
+
+        check_schedule(args.ratio, args.prune_start, args.prune_end, args.prune_steps, args.schedule, args.metric,
+                       args.allocation, args.target)
+        if args.gradual < 1:
+            raise CprError(f"--gradual must be at least 1 env step, got {args.gradual}")
+        ck = _load(args)
+        new, info = gradual_prune_checkpoint(ck, args.metric, args.ratio, args.gradual, args.allocation, args.target,
+                                             args.schedule, args.prune_start, args.prune_end, args.prune_steps,
+                                             args.seed, args.episodes, progress=_log)
+    else:
+        ck = _load(args)
+        new, info = prune_checkpoint(ck, args.metric, args.ratio, args.allocation, args.target, args.recover,
+                                     args.recover_steps, args.seed, args.episodes, progress=_log,
+                                     posthoc_steps=args.posthoc_steps)
     out = Path(args.out)
     info["out"] = {"checkpoint": str(out / "checkpoint.pt"), "prune_json": str(out / "prune.json")}
     save_checkpoint(new, out / "checkpoint.pt")
@@ -154,8 +189,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
         f"  all params                   {p['all']['before']} -> {p['all']['after']} "
         f"({p['all']['removed_fraction']:.1%} removed)",
         f"  latent {info['widths']['before']['latent']} -> {info['widths']['after']['latent']}",
-        f"  policy-only return: unpruned {r['unpruned']:.1f}, pruned {r['pruned']:.1f}, "
-        f"after recovery ({args.recover}, {args.recover_steps} steps) {r['recovered']:.1f}",
+        f"  policy-only return: unpruned {r['unpruned']:.1f}, " + (
+            f"after {args.gradual} env steps of training while pruning ({args.schedule}) {r['recovered']:.1f}"
+            if args.gradual is not None else
+            f"pruned {r['pruned']:.1f}, after recovery ({args.recover}, {args.recover_steps} steps) "
+            f"{r['recovered']:.1f}"),
         f"  wrote {info['out']['checkpoint']} and {info['out']['prune_json']} ({info['time_s']['total']:.1f} s)"])
     emit(args, info, text)
     return 0
@@ -167,10 +205,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     _check_common(args)
     ck = _load(args)
+    gradual = args.mode == "gradual"
     summary = run_sweep(ck, args.metrics, args.ratios, args.seeds, args.recover, args.out,
-                        allocation=args.allocation, target=args.target, recover_steps=args.recover_steps,
+                        allocation=args.allocation, target=args.target,
+                        recover_steps=args.gradual_steps if gradual else args.recover_steps,
                         episodes=args.episodes, posthoc_steps=args.posthoc_steps, log=_log,
-                        workers=_workers(args), address=args.address)
+                        workers=_workers(args), address=args.address, mode=args.mode,
+                        schedule={"start": args.prune_start, "end": args.prune_end, "prune_steps": args.prune_steps,
+                                  "schedule": args.schedule})
     failed = f", {summary['rows_failed']} failed (rerun to retry)" if summary["rows_failed"] else ""
     emit(args, summary, f"wrote {summary['csv']} ({summary['rows']} rows{failed}) and {', '.join(summary['plots'])}")
     return 0

@@ -20,6 +20,8 @@ FIELDS = ["task", "metric", "ratio", "allocation", "target", "seed", "recover", 
           "return_std", "time_s", "status", "error"]
 FIELDS_V1 = FIELDS[:-2]  # before sweeps ran on Ray: no status/error columns, every row finished
 Log = Callable[[str], None]
+MODES = ("oneshot", "gradual")
+"""``oneshot``: prune once, then recover; ``gradual``: prune while training on (``prune --gradual``)."""
 
 
 def _key(row: dict) -> tuple:
@@ -93,17 +95,44 @@ def sweep_cell(ck: Checkpoint, metric: str, ratio: float, allocation: str, targe
     return rows
 
 
+def gradual_cell(ck: Checkpoint, metric: str, ratio: float, allocation: str, target: str, steps: int,
+                 schedule: dict, seed: int, episodes: int, unpruned: list[float]) -> list[dict]:
+    """One gradual prune (``prune --gradual``): its ``gradual`` row."""
+    from cpr_edge.pruning.gradual_checkpoint import gradual_prune_checkpoint
+
+    _, info = gradual_prune_checkpoint(ck, metric, ratio, steps, allocation, target, seed=seed,
+                                       eval_episodes=episodes, unpruned_returns=unpruned, **schedule)
+    return [_row(info, "gradual", info["return"]["per_episode"]["recovered"], unpruned, episodes)]
+
+
 def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: list[int], recovers: list[str],
               out: str | Path, allocation: str = "component", target: str = "deployed", recover_steps: int = 300,
               episodes: int = 5, posthoc_steps: int = 16, log: Log = lambda s: print(s, file=sys.stderr),
-              workers: int | None = 1, address: str | None = None) -> dict:
+              workers: int | None = 1, address: str | None = None, mode: str = "oneshot",
+              schedule: dict | None = None) -> dict:
     """Run every (seed, metric, ratio) once per non-``none`` recovery as a Ray task (a cell);
     the ``none`` row is the same pruned agent before recovery. Rows already finished in
     ``out/sweep.csv`` are skipped (failed ones are retried); the CSV is rewritten atomically
-    as each cell finishes, so an interrupted sweep resumes there."""
+    as each cell finishes, so an interrupted sweep resumes there. ``mode="gradual"``: each cell
+    trains the checkpoint on for ``recover_steps`` env steps while pruning on ``schedule``
+    (``start``, ``end``, ``prune_steps``, ``schedule``); its rows have recovery ``gradual``."""
     from cpr_edge.pruning.ray_cells import ENGINE, Cell, RayCells, ray_version
 
-    for m in metrics:
+    if mode not in MODES:
+        raise CprError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode == "gradual":
+        from cpr_edge.pruning.gradual import check_schedule
+
+        schedule = schedule or {}
+        recovers = ["gradual"]
+        for m in metrics:
+            for r in ratios:
+                check_schedule(r, schedule.get("start", 0.0), schedule.get("end", 0.8),
+                               schedule.get("prune_steps", 20), schedule.get("schedule", "cosine"), m,
+                               allocation, target)
+        if recover_steps < 1:
+            raise CprError(f"--gradual-steps must be at least 1, got {recover_steps}")
+    for m in metrics if mode == "oneshot" else []:
         for r in ratios:
             for rec in recovers:
                 check_args(m, r, allocation, target, rec, recover_steps)
@@ -136,6 +165,10 @@ def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: li
             todo = [Cell((base, rec, with_none), sweep_cell,
                          (ck_ref, base["metric"], base["ratio"], allocation, target, rec, with_none, recover_steps,
                           base["seed"], episodes, posthoc_steps, unpruned[base["seed"]]))
+                    if mode == "oneshot" else
+                    Cell((base, rec, False), gradual_cell,
+                         (ck_ref, base["metric"], base["ratio"], allocation, target, recover_steps, schedule,
+                          base["seed"], episodes, unpruned[base["seed"]]))
                     for base, rec, with_none in cells]
 
             def finished(o, say):
