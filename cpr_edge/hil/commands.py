@@ -70,7 +70,8 @@ def register(sub) -> None:
                        description="Boot (QEMU) or flash (real board) the firmware of an exported model, run "
                                    "closed-loop episodes over the serial link against the baselines, check "
                                    "return ratio, latency and memory, and write the report. Exit 0 only on a pass.")
-    p.add_argument("--board", required=True, help="board name (cpr-edge build --list-boards)")
+    p.add_argument("--board", required=True,
+                   help="board name (cpr-edge build --list-boards) or your own board file PATH.yaml")
     p.add_argument("--model", required=True, metavar="DIR", help="export folder holding model_int8.tflite and firmware/BOARD/")
     p.add_argument("--firmware", default=None, help="firmware ELF (default MODEL/firmware/BOARD/firmware.elf)")
     p.add_argument("--checkpoint", default=None, help="float checkpoint of the model (default: the one export.json names)")
@@ -126,7 +127,7 @@ def cmd_hil(args: argparse.Namespace) -> int:
     budget = budget_from_args(args)
     model_dir = Path(args.model)
     recorded = export_checkpoint_path(model_dir)
-    elf, memory = firmware_of(model_dir, args.board, args.firmware)
+    elf, memory = firmware_of(model_dir, board.name, args.firmware)
     checkpoint = Path(args.checkpoint) if args.checkpoint else recorded
     if checkpoint is None or not checkpoint.is_file():
         raise CprError(f"the float checkpoint of {model_dir} is unknown or gone ({checkpoint}); give --checkpoint")
@@ -144,7 +145,7 @@ def cmd_hil(args: argparse.Namespace) -> int:
     base_dir = Path(args.baseline) if args.baseline else model_dir.parent / "baseline"
     base_elf = base_ck = base_mem = None
     if (base_dir / "export.json").is_file():
-        base_elf, base_mem = firmware_of(base_dir, args.board)
+        base_elf, base_mem = firmware_of(base_dir, board.name)
         base_ck = export_checkpoint_path(base_dir)
         if base_ck is None or not base_ck.is_file():
             raise CprError(f"the unpruned checkpoint of baseline {base_dir} is unknown or gone ({base_ck})")
@@ -159,7 +160,7 @@ def cmd_hil(args: argparse.Namespace) -> int:
                        f"for {args.board} in {base_dir} (give --baseline DIR)")
     else:
         base_dir = None
-    out = Path(args.out) if args.out else model_dir.parent / f"hil-{args.board}"
+    out = Path(args.out) if args.out else model_dir.parent / f"hil-{board.name}"
     cfg = HilConfig(board=board, model_dir=model_dir, firmware=elf, checkpoint=checkpoint,
                     baseline_checkpoint=base_ck, baseline_model_dir=base_dir, baseline_firmware=base_elf,
                     baseline_memory=base_mem, memory=memory, port=args.port,

@@ -330,6 +330,18 @@ class QemuSession(BoardSession):
         return self
 
 
+def flash_tool_path(name: str) -> str | None:
+    """The flash tool on PATH, else beside this Python (pyocd installed in the same venv as
+    cpr-edge, run as .venv/bin/cpr-edge without activating the venv)."""
+    import sys
+
+    return shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+
+
+FLASH_TIMEOUT_S = 300
+"""A flash tool that has not finished by then is stuck (a probe that stopped answering)."""
+
+
 class RealBoardSession(BoardSession):
     """A real board: flash the ELF with pyocd, then open its serial port."""
 
@@ -355,13 +367,26 @@ class RealBoardSession(BoardSession):
             argv = [str(a).format(elf=self.elf) for a in (shlex.split(command) if isinstance(command, str) else command)]
         if not argv:
             raise CprError(f"board {self.name} has no flash command (flash_tool.command)")
-        if shutil.which(argv[0]) is None:
-            raise CprError(f"{argv[0]} is not installed (pip install pyocd) - needed to flash {self.name}")
-        r = subprocess.run(argv, capture_output=True, text=True)
+        exe = flash_tool_path(argv[0])
+        if exe is None:
+            raise CprError(f"{argv[0]} is not installed (pip install pyocd) - needed to flash {self.name}; "
+                           f"or flash it yourself and pass --no-flash")
+        argv[0] = exe
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=FLASH_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise CprError(f"flashing {self.name} did not finish within {FLASH_TIMEOUT_S} s "
+                           f"({' '.join(argv)})") from None
         if r.returncode != 0:
-            raise CprError(f"flashing {self.name} failed ({r.returncode}): {' '.join(r.stderr.split()[-30:])}")
+            said = " ".join((r.stderr + " " + r.stdout).split()[-30:])
+            raise CprError(f"flashing {self.name} failed ({r.returncode}): {said}; check that its debug probe "
+                           f"is connected (pyocd list) and the target is installed (pyocd pack install "
+                           f"TARGET), or flash it yourself and pass --no-flash")
 
     def start(self) -> "RealBoardSession":
+        if "://" not in self.port and not Path(self.port).exists():  # before flashing: it is quick
+            raise CprError(f"serial port {self.port} does not exist: connect {self.name} (its USB serial "
+                           f"device), or give --port (default: flash_tool.serial of the board file)")
         if self.flash_first:
             self.flash()
         try:

@@ -98,9 +98,14 @@ def validate(board: Board | str, model, out_dir=None, inputs=None, random_n: int
         raise CprError("give --inputs or --random, not both")
     source = resolve_model(model)
     port_kind, _ = parse_port(port, board.emulated)
-    if not board.emulated and port_kind == "auto" and not default_serial_port(board):
-        raise CprError(f"board {board.name} is a real board: give its serial port with --port "
-                       f"(its board file names none in flash_tool.serial)")
+    if not board.emulated and port_kind == "auto":  # the board file's port, checked before the build
+        device = default_serial_port(board)
+        if not device:
+            raise CprError(f"board {board.name} is a real board: give its serial port with --port "
+                           f"(its board file names none in flash_tool.serial)")
+        if "://" not in device and not Path(device).exists():
+            raise CprError(f"serial port {device} (flash_tool.serial of the board file) does not exist: "
+                           f"connect {board.name}, or give --port")
     out_dir = Path(out_dir) if out_dir else default_out_dir(source.path, board.name)
     times = {}
     with atomic_dir(out_dir) as tmp:
