@@ -265,3 +265,22 @@ def test_loop_url_opens():
     link.port.write(encode_frame(0x81, 1, b""))  # a loopback returns what is sent
     assert link.port.read(7)[:2] == bytes([0xA5, 0x81])
     link.close()
+
+
+def test_a_noisy_wire_is_not_backed_off_but_silence_is():
+    """Replies cut short (a byte lost) do not double the wait: the wire is alive. Timing is
+    the only observable here, so the bound is generous: 12 noisy attempts at the 50 ms floor
+    take about 0.6 s; backed off from the first silent-style doubling they would take over
+    9 s (0.1, 0.2, ... 1 s each), and a loaded machine does not stretch 0.6 s to 5 s."""
+    from cpr_edge.hil.retry import RetryPolicy
+
+    policy = RetryPolicy(min_timeout=0.05, max_timeout=1.0, backoff_after=1)
+    peer = Peer({i: "bad_crc" for i in range(1, 13)})
+    link = Link.open(f"socket://127.0.0.1:{peer.port}", timeout=0.05, policy=policy)
+    link.hello()
+    t = time.monotonic()
+    a, _ = link.infer(np.ones(5, np.float32))
+    assert a.tolist() == [5.0] and link.counters.max_consecutive_failures == 12
+    assert time.monotonic() - t < 5.0
+    assert policy.wait(0.0, 0) == 0.05 and policy.wait(0.0, 3) == 0.4  # silence doubles
+    link.close()

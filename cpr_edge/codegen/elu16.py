@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cpr_edge.codegen import elu16_int
 from cpr_edge.codegen.builder import OpSpec, TensorSpec, build_graph, run_tflm
 from cpr_edge.codegen.reader import Operator, Tensor
 from cpr_edge.errors import CprError
@@ -78,12 +79,17 @@ def tflm_island(src: Tensor, dst: Tensor, ops: list[Operator]) -> np.ndarray:
     return np.asarray(out, dtype=np.int16).reshape(n)
 
 
-def island_exceptions(src: Tensor, dst: Tensor, ops: list[Operator]) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(sorted inputs, TFLM outputs) where the C formula differs, and a cost summary."""
+def _check_per_tensor(src: Tensor, dst: Tensor) -> None:
     for t in (src, dst):
         if t.scale is None or t.scale.size != 1:
             raise CprError(f"ELU island tensor {t.name!r} needs per-tensor quantisation")
-    want = tflm_island(src, dst, ops)
+
+
+def island_exceptions(src: Tensor, dst: Tensor, ops: list[Operator],
+                      want: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(sorted inputs, TFLM outputs) where the C formula differs, and a cost summary."""
+    _check_per_tensor(src, dst)
+    want = tflm_island(src, dst, ops) if want is None else want
     got = emulate(ALL_INT16, float(src.scale[0]), int(src.zero_point[0]),
                   float(dst.scale[0]), int(dst.zero_point[0]))
     bad = np.nonzero(got != want)[0]
@@ -93,5 +99,29 @@ def island_exceptions(src: Tensor, dst: Tensor, ops: list[Operator]) -> tuple[np
     neg = ALL_INT16 < int(src.zero_point[0])
     # what a plain breakpoint table of the x < 0 side would cost: one (q, y) pair per step
     steps = int(np.count_nonzero(np.diff(want[neg]))) + 1
-    summary = {"exceptions": int(bad.size), "breakpoint_table_bytes": 4 * steps}
+    summary = {"kernel": "float", "exceptions": int(bad.size), "breakpoint_table_bytes": 4 * steps}
     return ALL_INT16[bad].astype(np.int16), want[bad].astype(np.int16), summary
+
+
+def integer_island(src: Tensor, dst: Tensor, ops: list[Operator], want: np.ndarray):
+    """(tables with guards, exception inputs, their TFLM outputs, summary) of the integer
+    kernel (elu16_int.py), or None where its fixed point does not cover the scales or it
+    would need more exceptions than the float kernel may have."""
+    _check_per_tensor(src, dst)
+    in_zp, out_zp = int(src.zero_point[0]), int(dst.zero_point[0])
+    t = elu16_int.tables(float(src.scale[0]), float(dst.scale[0]))
+    if t is None:
+        return None
+    bad = np.nonzero(elu16_int.emulate(ALL_INT16, in_zp, out_zp, t) != want)[0]
+    if bad.size > MAX_EXCEPTIONS:
+        return None
+    dist = elu16_int.distance_to_half(ALL_INT16, in_zp, t)
+    neg = ALL_INT16 < in_zp
+    for side, mask in (("neg", neg), ("pos", ~neg)):
+        d = dist[bad][mask[bad]]
+        t[f"{side}_guard"] = int(d.max()) if d.size else -1
+    looked_up = (neg & (dist <= t["neg_guard"])) | (~neg & (dist <= t["pos_guard"]))
+    summary = {"kernel": "integer", "exceptions": int(bad.size),
+               "table_bytes": 4 * (len(t["hi"]) + len(t["lo"])) + 4 * int(bad.size),
+               "inputs_looked_up": int(np.count_nonzero(looked_up))}
+    return t, ALL_INT16[bad].astype(np.int16), want[bad].astype(np.int16), summary

@@ -26,6 +26,8 @@ def _array(name: str, ctype: str, values: np.ndarray, per_line: int, attributes:
     vals = [str(int(v)) for v in values.reshape(-1)]
     if ctype == "int32_t":  # -2147483648 is not a valid int literal in C
         vals = ["(-2147483647 - 1)" if s == "-2147483648" else s for s in vals]
+    if ctype == "uint32_t":  # 2^31 and above are not int literals
+        vals = [s + "u" for s in vals]
     if ctype == "int64_t":  # 16x8 biases: 64-bit literals
         vals = ["(-9223372036854775807LL - 1)" if s == "-9223372036854775808" else s + "LL" for s in vals]
     lines = [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]

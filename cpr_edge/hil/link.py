@@ -119,6 +119,9 @@ class Pending:
     sent_at: float = 0.0
     deadline: float = 0.0
     failures: int = 0
+    silent: int = 0
+    """Consecutive attempts of the current run of failures that got no byte back."""
+    received_at_send: int = 0
     reasons: list = field(default_factory=list)
 
 
@@ -230,8 +233,8 @@ class Link:
 
     def _wait(self, p: Pending, timeout: float | None) -> float:
         if timeout is not None:
-            return max(timeout, self.policy.wait(0.0, p.failures)) if p.failures else timeout
-        return self.policy.wait(self.rtt.rto(self.timeout), p.failures)
+            return max(timeout, self.policy.wait(0.0, p.silent)) if p.failures else timeout
+        return self.policy.wait(self.rtt.rto(self.timeout), p.silent)
 
     def _send(self, p: Pending, timeout: float | None = None) -> None:
         frame = encode_frame(p.ftype, p.seq, p.payload)
@@ -243,19 +246,22 @@ class Link:
         except Exception as e:
             raise _PortFailed(str(e))
         p.sent_at = time.monotonic()
+        p.received_at_send = self.counters.bytes_received
         p.deadline = p.sent_at + self._wait(p, timeout)
 
-    def _fail(self, p: Pending, reason: str) -> None:
-        """One failed attempt: count it, charge the episode's budget, give up after the bound."""
+    def _fail(self, p: Pending, reason: str, silent: bool = True) -> None:
+        """One failed attempt: count it, charge the episode's budget, give up after the bounds
+        (``silent``: not one byte came back during it, which is what backs the wait off)."""
         p.failures += 1
+        p.silent = p.silent + 1 if silent else 0
         p.reasons.append(reason)
         self.counters.max_consecutive_failures = max(self.counters.max_consecutive_failures, p.failures)
         if p.budget is not None:
             p.budget.charge(p.what)
-        if p.failures >= p.attempts:
+        if p.failures >= p.attempts or p.silent >= min(self.policy.silent_attempts, p.attempts):
             lost = any(r.startswith("serial link lost") for r in p.reasons)
             raise (LinkLost if lost else LinkError)(
-                f"{p.what}: no verified reply after {p.attempts} attempts "
+                f"{p.what}: no verified reply after {p.failures} attempts "
                 f"({'; '.join(dict.fromkeys(p.reasons[-3:]))})")
         self.counters.retries += 1
 
@@ -273,7 +279,7 @@ class Link:
             except _PortFailed as e:
                 self._port_failed = True
                 self._fail_lost(p, str(e))
-                time.sleep(self.policy.wait(self.rtt.rto(self.timeout), p.failures))
+                time.sleep(self.policy.wait(self.rtt.rto(self.timeout), p.silent))
 
     def _fail_lost(self, p: Pending, reason: str) -> None:
         try:
@@ -312,13 +318,15 @@ class Link:
             except _PortFailed as e:
                 self._port_failed = True
                 self._fail_lost(p, str(e))
-                time.sleep(self.policy.wait(self.rtt.rto(self.timeout), p.failures))
+                time.sleep(self.policy.wait(self.rtt.rto(self.timeout), p.silent))
                 self._resend(p)
                 continue
+            silent = False
             if resend is None:
                 self.counters.timeouts += 1
                 resend = f"no valid reply within {1000 * (p.deadline - p.sent_at):.0f} ms"
-            self._fail(p, resend)
+                silent = self.counters.bytes_received == p.received_at_send
+            self._fail(p, resend, silent)
             self._resend(p)
 
     def _check_boot(self, p: Pending, payload: bytes) -> None:

@@ -158,6 +158,27 @@ typedef struct {
 void cpr_elu_island_s16(const cpr_elu16_params *p, const int16_t *input, int32_t n,
                         int16_t *output);
 
+/* The same island in integers only, for cores without an FPU (elu_island_s16_int.c). */
+typedef struct {
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    uint32_t pos_mult;         /* s_in / s_out * 2^pos_shift */
+    int32_t pos_shift;
+    int64_t pos_guard;         /* look up inputs this close to a half (2^-shift units); -1: none */
+    uint32_t neg_full;         /* 2^neg_shift / s_out */
+    int32_t neg_shift;
+    int64_t neg_guard;
+    int32_t hi_len;            /* entries of hi; e^(-s_in m) taken as 0 beyond */
+    const uint32_t *hi;        /* 2^neg_shift / s_out * e^(-256 s_in a) */
+    const uint32_t *lo;        /* 2^31 * e^(-s_in b), 256 entries */
+    int32_t exceptions;
+    const int16_t *exc_q;
+    const int16_t *exc_y;
+} cpr_elu16_int_params;
+
+void cpr_elu_island_s16_int(const cpr_elu16_int_params *p, const int16_t *input, int32_t n,
+                            int16_t *output);
+
 /* ---- element-wise int8 -> int8 through a 256-entry table (lookup.c) --------------- */
 
 /* output[i] = table[input[i] + 128]; tables come from the real TFLM interpreter. */
