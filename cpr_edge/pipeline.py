@@ -164,7 +164,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     from cpr_edge.hil.closed_loop import eval_seeds
     from cpr_edge.hil.commands import budget_from_args
     from cpr_edge.hil.run import HilConfig, run_hil
-    from cpr_edge.hil.session import is_emulated
+    from cpr_edge.hil.session import check_real_board_port
     from cpr_edge.pruning import prune_checkpoint
     from cpr_edge.export.pipeline import resolve_prescale
     from cpr_edge.precision import candidates, export_options
@@ -191,8 +191,7 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
     opts = export_options(args)
     precisions = candidates(args.precision)
     board = load_board(args.board)
-    if not is_emulated(board) and not args.port:
-        raise CprError(f"board {args.board} is a real board: give its serial port with --port")
+    check_real_board_port(board, args.port)  # without --port: the board file's serial device
     src = resolve_checkpoint(args.checkpoint, args.task, args.preset)
     ck = load_checkpoint(src)
     opts.prescale = resolve_prescale(ck, opts.prescale)  # one prescale for the model and baseline b
@@ -214,10 +213,10 @@ def run(args: argparse.Namespace, say=None) -> tuple[dict, Path]:
         teacher, pruned, info = as_pruned(ck, src, args.metric)
         args.metric, args.ratio = info["metric"], info["ratio"]
     ratio_tag = "fit" if fitting else "asis" if no_prune else f"{args.ratio:g}"
-    out = Path(args.out or f"runs/{ck.task}_{ck.preset}-{args.metric}-{ratio_tag}-{args.board}")
+    out = Path(args.out or f"runs/{ck.task}_{ck.preset}-{args.metric}-{ratio_tag}-{board.name}")
     run_folder = RunFolder(out, "prune-and-flash").__enter__()  # locked; an earlier run's files gone
     clock = StageClock(say)
-    say(f"prune-and-flash: {src} ({ck.task}) -> {args.board}, metric {args.metric}, ratio {args.ratio:g}, out {out}")
+    say(f"prune-and-flash: {src} ({ck.task}) -> {board.name}, metric {args.metric}, ratio {args.ratio:g}, out {out}")
 
     # leaving the with-block terminates the worker: an error here does not wait for it
     with multiprocessing.get_context("spawn").Pool(1, initializer=_worker_ignores_sigint) as pool:

@@ -24,7 +24,10 @@ def required_tools(board) -> list[tuple[str, str]]:
 
 
 def check_tools(board) -> None:
-    missing = [(exe, how) for exe, how in required_tools(board) if shutil.which(exe) is None]
+    from cpr_edge.hil.session import flash_tool_path  # finds pyocd beside this Python too
+
+    missing = [(exe, how) for exe, how in required_tools(board)
+               if (flash_tool_path(exe) if how.startswith("install pyocd") else shutil.which(exe)) is None]
     if missing:
         raise CprError(f"{missing[0][0]} not found: {missing[0][1]}"
                        + (f"; also missing: {', '.join(m for m, _ in missing[1:])}" if missing[1:] else ""))

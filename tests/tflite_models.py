@@ -24,6 +24,9 @@ class ModelSpec:
     """Add the model input to the output of this layer (same width as the input)."""
     per_tensor: bool = False
     float_io: bool = False
+    int16: bool = False
+    """16x8: int16 activations and I/O, int8 weights (ELU stays a float island the code
+    generator implements)."""
     seed: int = 0
     calibration: int = 256
     extra: dict = field(default_factory=dict)
@@ -36,6 +39,9 @@ SPECS = [
     # float I/O, per-tensor: relu6 and ELU as the converter emits it
     ModelSpec("float_io_relu6_elu_per_tensor", 9, [(23, "relu6"), (11, "elu"), (5, "linear")],
               per_tensor=True, float_io=True, seed=1),
+    # 16x8, int16 I/O, per-channel: relu, tanh and the float ELU island of the 16x8 mode
+    ModelSpec("int16_relu_tanh_elu", 11, [(29, "relu"), (17, "tanh"), (9, "elu"), (4, "linear")],
+              int16=True, seed=3),
 ]
 
 
@@ -75,10 +81,15 @@ def convert(spec: ModelSpec, path: Path) -> Path:
     converter = tf.lite.TFLiteConverter.from_concrete_functions([model.get_concrete_function()])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if spec.int16:
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS]
+    else:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if not spec.float_io:
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        converter.inference_input_type = tf.int16 if spec.int16 else tf.int8
+        converter.inference_output_type = tf.int16 if spec.int16 else tf.int8
     if spec.per_tensor:
         converter._experimental_disable_per_channel = True
     path = Path(path)

@@ -478,6 +478,21 @@ def default_serial_port(board) -> str | None:
     return tool.get("serial") if isinstance(tool, dict) else None
 
 
+def check_real_board_port(board, port) -> None:
+    """Before anything slow: a real board run without ``--port`` needs its board file's
+    ``flash_tool.serial``, and that device must exist. One-line errors."""
+    if is_emulated(board) or (port is not None and str(port) != ""):
+        return
+    name = board_field(board, "name")
+    device = default_serial_port(board)
+    if not device:
+        raise CprError(f"board {name} is a real board: give its serial port with --port "
+                       f"(its board file names none in flash_tool.serial)")
+    if "://" not in device and not Path(device).exists():
+        raise CprError(f"serial port {device} (flash_tool.serial of the board file) does not exist: "
+                       f"connect {name}, or give --port")
+
+
 def open_session(board, elf, expected_sha256=None, port=None, flash: bool = True, **kw) -> BoardSession:
     """Start (QEMU) or flash (real board; ``flash=False``: already flashed by the user) and
     handshake; use as a context manager. ``port`` as ``parse_port`` reads it (a real board

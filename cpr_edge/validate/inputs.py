@@ -2,7 +2,8 @@
 
 ``TflmModel`` wraps the real tflite-micro interpreter on one .tflite: its input and output
 types and shapes, the quantisation of the integer core (cpr_edge.hil.reference.core_quant) and
-``run(rows)``, which returns outputs in the form the board's INFER reply has (float32: the
+``run(rows)`` (raw float rows get an export folder's input prescale first, as the board's
+``model_encode_input`` does), which returns outputs in the form the board's INFER reply has (float32: the
 model's own float output, or the int8/int16 output dequantised as ``model_decode_output``
 does). Inputs come from a .npy (``load_inputs``) or a seeded generator (``random_inputs``),
 checked against the model before anything is built.
@@ -45,7 +46,7 @@ class Io:
 class TflmModel:
     """The tflite-micro interpreter (PyPI ``tflite-micro``) on ``path``."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, prescale: tuple | None = None):
         from tflite_micro import runtime
 
         self.path = Path(path)
@@ -61,10 +62,27 @@ class TflmModel:
         for end in (self.input, self.output):
             if end.dtype not in ("float32", *TYPE_RANGES):
                 raise CprError(f"{self.path.name}: model I/O of type {end.dtype}; validate takes int8, int16 or float32")
+        self.prescale = None
+        if prescale is not None:  # an export folder's input.offset / input.gain (export.json)
+            n = self.input.size
+            offset, gain = (np.broadcast_to(np.asarray(v if v is not None else d, np.float32).reshape(-1), (n,))
+                            for v, d in zip(prescale, (0.0, 1.0)))
+            self.prescale = (offset.astype(np.float32), gain.astype(np.float32))
+
+    def prescaled(self, x: np.ndarray) -> np.ndarray:
+        """What the board's ``model_encode_input`` makes of a raw float input before quantising:
+        ``(x - offset) * gain`` in float32 (identity for a bare .tflite)."""
+        x = np.asarray(x, np.float32)
+        if self.prescale is None:
+            return x
+        offset, gain = self.prescale
+        return ((x - offset) * gain).astype(np.float32)
 
     def run(self, rows: np.ndarray) -> np.ndarray:
         """Outputs [N, output size] as float32, one invoke per row of ``rows`` (model input type)."""
         out = []
+        if not self.input.integer:  # raw float inputs: the board prescales them (INFER)
+            rows = self.prescaled(rows)
         for row in rows:
             self.interp.set_input(np.asarray(row).reshape(self.input.shape), 0)
             self.interp.invoke()
@@ -95,8 +113,8 @@ def prepare(x: np.ndarray, model: TflmModel, what: str) -> np.ndarray:
         raise CprError(f"{what} holds non-finite values (the board refuses them, BAD_VALUE)")
     if not model.input.integer:
         return x.astype(np.float32)
-    if x.dtype.kind == "f":  # real values: quantised exactly as INFER's model_encode_input does
-        return quantize(x.astype(np.float32), model.input.quant)
+    if x.dtype.kind == "f":  # real values: prescaled and quantised as INFER's model_encode_input does
+        return quantize(model.prescaled(x), model.input.quant)
     lo, hi = TYPE_RANGES[model.input.dtype]
     if x.min() < lo or x.max() > hi:
         raise CprError(f"{what} holds integers outside {model.input.dtype} [{lo}, {hi}], the model input type")
@@ -131,4 +149,8 @@ def random_inputs(n: int, model: TflmModel, seed: int = 0) -> np.ndarray:
     lo, hi = TYPE_RANGES[q.dtype]
     a, b = (lo - q.zero_point) * q.scale, (hi - q.zero_point) * q.scale
     pad = RANDOM_MARGIN * (b - a)
-    return rng.uniform(a - pad, b + pad, size=size).astype(np.float32)
+    u = rng.uniform(a - pad, b + pad, size=size)
+    if model.prescale is not None:  # back to raw inputs: x = u / gain + offset
+        offset, gain = (v.astype(np.float64) for v in model.prescale)
+        u = u / np.where(gain != 0, gain, 1.0) + offset
+    return u.astype(np.float32)

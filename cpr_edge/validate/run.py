@@ -88,29 +88,23 @@ def validate(board: Board | str, model, out_dir=None, inputs=None, random_n: int
     Every check of the arguments (model, inputs, port, frame limits) comes before the build;
     the output folder appears only complete."""
     from cpr_edge.export.tflm_run import smallest_arena
-    from cpr_edge.firmware_build import build_firmware
+    from cpr_edge.firmware_build import build_firmware, export_prescale
     from cpr_edge.hil.checks import latency_stats
-    from cpr_edge.hil.session import default_serial_port, open_session, parse_port
+    from cpr_edge.hil.session import check_real_board_port, open_session, parse_port
 
     say = progress or (lambda m: None)
     board = load_board(board) if isinstance(board, str) else board
     if inputs is not None and random_n is not None:
         raise CprError("give --inputs or --random, not both")
     source = resolve_model(model)
-    port_kind, _ = parse_port(port, board.emulated)
-    if not board.emulated and port_kind == "auto":  # the board file's port, checked before the build
-        device = default_serial_port(board)
-        if not device:
-            raise CprError(f"board {board.name} is a real board: give its serial port with --port "
-                           f"(its board file names none in flash_tool.serial)")
-        if "://" not in device and not Path(device).exists():
-            raise CprError(f"serial port {device} (flash_tool.serial of the board file) does not exist: "
-                           f"connect {board.name}, or give --port")
+    parse_port(port, board.emulated)
+    check_real_board_port(board, port)  # the board file's port, checked before the build
     out_dir = Path(out_dir) if out_dir else default_out_dir(source.path, board.name)
     times = {}
     with atomic_dir(out_dir) as tmp:
         (tmp / DEPLOYED_NAME).write_bytes(source.data)  # the model the board runs, as TFLM reads it
-        ref = TflmModel(tmp / DEPLOYED_NAME)
+        prescale = export_prescale(source.path) if source.kind == "export" else None
+        ref = TflmModel(tmp / DEPLOYED_NAME, prescale)
         check_frame_limits(ref.input.size, ref.output.size)
         if inputs is not None:
             x = load_inputs(inputs, ref)
@@ -119,8 +113,8 @@ def validate(board: Board | str, model, out_dir=None, inputs=None, random_n: int
             n = DEFAULT_RANDOM if random_n is None else int(random_n)
             x = random_inputs(n, ref, seed)
             input_info = {"source": "random", "seed": int(seed)}
-        input_info.update(count=int(len(x)), dtype=str(x.dtype),
-                          min=float(x.min()), max=float(x.max()))
+        input_info.update(count=int(len(x)), dtype=str(x.dtype), min=float(x.min()), max=float(x.max()),
+                          prescale="export.json input.offset / input.gain" if prescale else None)
         if source.rewrites:
             say(f"model: {source.summary()['rewrite']}")
         t0 = time.monotonic()
@@ -128,7 +122,7 @@ def validate(board: Board | str, model, out_dir=None, inputs=None, random_n: int
         times["build_s"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
         want = ref.run(x)
-        original = TflmModel(source.tflite).run(x) if source.rewrites else None
+        original = TflmModel(source.tflite, prescale).run(x) if source.rewrites else None
         times["tflm_s"] = round(time.monotonic() - t0, 2)
         say(f"{'booting' if board.emulated else ('flashing' if flash else 'opening')} {board.name}, "
             f"{len(x)} inputs")
