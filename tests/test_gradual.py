@@ -205,6 +205,22 @@ def test_prune_gradual_cli(cheap_trained, tmp_path, capsys):
     _coupling(ck.agent)
 
 
+def test_train_prune_to_cli(tmp_path, capsys):
+    """The command's wiring: l1 needs no gradients, so one episode (before any update) prunes."""
+    out = tmp_path / "l1.pt"
+    rc = main(["train", "--steps", "1000", "--prune-to", "0.5", "--metric", "l1", "--prune-start", "0",
+               "--prune-end", "1", "--prune-steps", "2", "--schedule", "cubic", "--eval-episodes", "1",
+               "--out", str(out), "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["gradual_pruning"]["done"] and summary["gradual_pruning"]["schedule"]["kind"] == "cubic"
+    g = load_checkpoint(out).extra["gradual_pruning"]
+    assert [(e["step"], e["scheduled"], e["source"]) for e in g["events"]] == [(504, pytest.approx(0.5 * (
+        1 - (1 - 504 / 1000) ** 3), abs=1e-6), "weights"), (1000, 0.5, "weights")]
+    assert 0.5 <= g["removed_fraction"]["deployed"] < 0.53
+    assert "importance" not in load_checkpoint(out).extra  # l1 without --importance: no tracker
+
+
 @pytest.mark.parametrize("argv, message", [
     (["prune", "--gradual", "0"], "--gradual must be at least 1"),
     (["prune", "--gradual", "100", "--schedule", "exp"], "unknown schedule 'exp'"),

@@ -164,7 +164,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         from cpr_edge.pruning.gradual_checkpoint import gradual_prune_checkpoint
 
         check_schedule(args.ratio, args.prune_start, args.prune_end, args.prune_steps, args.schedule, args.metric,
-                       args.allocation, args.target)
+                       args.allocation, args.target, ratio_flag="--ratio")
         if args.gradual < 1:
             raise CprError(f"--gradual must be at least 1 env step, got {args.gradual}")
         ck = _load(args)

@@ -10,6 +10,7 @@ on with the smaller agent (docs/importance.md, "Gradual pruning").
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -64,10 +65,10 @@ class GradualSchedule:
 
 
 def check_schedule(ratio: float, start: float, end: float, steps: int, kind: str, metric: str,
-                   allocation: str, target: str) -> None:
+                   allocation: str, target: str, ratio_flag: str = "--prune-to") -> None:
     """Bad arguments of ``train --prune-to`` / ``prune --gradual``: one line, before training."""
     if not 0.0 < ratio < 1.0:
-        raise CprError(f"--prune-to must be a fraction strictly between 0 and 1, got {ratio}")
+        raise CprError(f"{ratio_flag} must be a fraction strictly between 0 and 1, got {ratio}")
     if not 0.0 <= start < end <= 1.0:
         raise CprError(f"need 0 <= --prune-start < --prune-end <= 1, got {start} and {end}")
     if steps < 1:
@@ -177,6 +178,7 @@ class GradualPruner:
         increment = 1.0 - (1.0 - goal) * base / now  # of the current parameters, to be at goal overall
         if increment <= 1e-9:
             return  # rounding up at earlier points is already ahead of the schedule
+        t0 = time.perf_counter()
         groups = told_groups(agent.model)
         weights = {n: p.detach() for n, p in agent.model.named_parameters()}
         if s.metric in GRADIENT_METRICS:
@@ -192,7 +194,8 @@ class GradualPruner:
         self.alive = {n: [self.alive[n][i] for i in kept[n]] for n in self.alive}
         event = {"step": int(step), "update": int(agent.n_updates), "scheduled": round(goal, 6),
                  "removed_fraction": {t: 1.0 - param_total(agent.arch, t) / self.unpruned["params"][t] for t in TARGETS},
-                 "widths": {n: len(k) for n, k in self.alive.items()}, "removed": gone, "source": source}
+                 "widths": {n: len(k) for n, k in self.alive.items()}, "removed": gone, "source": source,
+                 "time_s": round(time.perf_counter() - t0, 3)}
         self.events.append(event)
         self.log(f"prune @ {step} env steps: scheduled {goal:.3f}, {s.target} removed "
                  f"{event['removed_fraction'][s.target]:.3f}, latent {agent.arch.latent_dim}")

@@ -36,7 +36,7 @@ def gradual_prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: floa
     from cpr_edge.pruning.prune import param_summary, policy_returns
     from cpr_edge.pruning.pruner import latent_sizes
 
-    check_schedule(ratio, start, end, prune_steps, schedule, metric, allocation, target)
+    check_schedule(ratio, start, end, prune_steps, schedule, metric, allocation, target, ratio_flag="--ratio")
     if steps < 1:
         raise CprError(f"--gradual must be at least 1 env step, got {steps}")
     say = progress or (lambda s: None)

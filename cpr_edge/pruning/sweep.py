@@ -129,7 +129,7 @@ def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: li
             for r in ratios:
                 check_schedule(r, schedule.get("start", 0.0), schedule.get("end", 0.8),
                                schedule.get("prune_steps", 20), schedule.get("schedule", "cosine"), m,
-                               allocation, target)
+                               allocation, target, ratio_flag="--ratios")
         if recover_steps < 1:
             raise CprError(f"--gradual-steps must be at least 1, got {recover_steps}")
     for m in metrics if mode == "oneshot" else []:
