@@ -301,3 +301,20 @@ def test_validate_export_folder_applies_its_input_prescale(codegen_odd_float_exp
     assert r["model"]["kind"] == "export" and r["inputs"]["prescale"]
     assert r["comparison"]["bit_exact"] and r["comparison"]["inputs"] == 100
     assert len(np.unique(np.load(out / "outputs.npz")["tflm"])) > 20
+
+
+def test_a_mismatch_is_counted_and_reported():
+    """The comparison itself on arrays that differ in one output by one quantisation step."""
+    from cpr_edge.hil.reference import Quant, dequantize
+    from cpr_edge.validate.compare import compare
+    from cpr_edge.validate.report import comparison_line
+
+    q = Quant("int8", 0.0235, -3)
+    tflm_q = np.random.default_rng(0).integers(-128, 127, (50, 4))
+    board_q = tflm_q.copy()
+    board_q[17, 2] += 1
+    c = compare(dequantize(board_q, q), dequantize(tflm_q, q), q)
+    assert not c["bit_exact"] and c["bit_exact_inputs"] == 49 and c["bit_exact_outputs"] == 199
+    assert c["first_mismatch"]["input"] == 17 and c["first_mismatch"]["output"] == 2
+    assert c["max_lsb_diff"] == pytest.approx(1.0, abs=1e-3)
+    assert comparison_line(c).startswith("NOT bit-exact: 49 of 50 inputs")
