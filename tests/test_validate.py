@@ -14,7 +14,7 @@ import pytest
 
 from cpr_edge.cli import main
 from cpr_edge.codegen.reader import read_model
-from tflite_models import SPECS, convert, wide_model
+from tflite_models import SPECS, convert, softmax_model, wide_model
 
 SPEC = {s.name: s for s in SPECS}
 INT8_MODEL, FLOAT_ELU_MODEL = SPECS[0].name, SPECS[1].name
@@ -26,6 +26,7 @@ def tf_tflites(tmp_path_factory):
     root = tmp_path_factory.mktemp("tf_models")
     out = {s.name: convert(s, root / f"{s.name}.tflite") for s in SPECS}
     out["wide"] = wide_model(root / "wide.tflite")
+    out["softmax"] = softmax_model(root / "softmax.tflite")
     return out
 
 
@@ -177,8 +178,8 @@ def test_build_refuses_model_larger_than_a_frame_at_generate_time(tf_tflites, tm
 
 
 @pytest.mark.parametrize("case", ["missing", "not_tflite", "shape", "range", "nonfinite", "random0",
-                                  "board_file", "wide", "no_port", "port_gone"])
-def test_validate_refusals_are_one_line_before_anything_is_built(case, tf_tflites, tmp_path, capsys):
+                                  "board_file", "wide", "no_port", "port_gone", "unsupported_op"])
+def test_validate_refusals_are_one_line_and_leave_nothing(case, tf_tflites, tmp_path, capsys):
     model, extra, words = tf_tflites[INT8_MODEL], [], []
     board = "qemu-mps2-an386"
     if case == "missing":
@@ -200,6 +201,8 @@ def test_validate_refusals_are_one_line_before_anything_is_built(case, tf_tflite
         board, words = "./no-such-board.yaml", ["board file ./no-such-board.yaml not found"]
     elif case == "wide":
         model, words = tf_tflites["wide"], ["at most 128 inputs"]
+    elif case == "unsupported_op":  # refused by the code generator, before compiling
+        model, words = tf_tflites["softmax"], ["unsupported op SOFTMAX"]
     elif case == "no_port":
         path = _user_board(tmp_path, shipped="nucleo-f446re", name="my-nucleo", with_script=False)
         path.write_text(re.sub(r"\n\s*serial: .*", "", path.read_text()))

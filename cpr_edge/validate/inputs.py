@@ -46,22 +46,33 @@ class Io:
 class TflmModel:
     """The tflite-micro interpreter (PyPI ``tflite-micro``) on ``path``."""
 
-    def __init__(self, path: str | Path, prescale: tuple | None = None):
+    def __init__(self, path: str | Path, prescale: tuple | None = None, label: str | None = None):
         from tflite_micro import runtime
 
+        from cpr_edge.codegen.reader import read_model
+
         self.path = Path(path)
+        label = label or self.path.name  # the user's file name in messages
+        g = read_model(self.path)
+        if len(g.inputs) != 1 or len(g.outputs) != 1:
+            raise CprError(f"{label}: the model must have one input and one output, not "
+                           f"{len(g.inputs)} and {len(g.outputs)}")
         data = self.path.read_bytes()
         try:
             self.interp = runtime.Interpreter.from_bytes(data, arena_size=max(1 << 20, 8 * len(data)))
         except Exception as e:  # TFLM's own refusal (an op it lacks, a bad model)
-            raise CprError(f"TFLM cannot load {self.path.name}: {' '.join(str(e).split())[:200]}") from None
-        q_in, q_out = core_quant(self.path)
+            raise CprError(f"TFLM cannot load {label}: {' '.join(str(e).split())[:200]}") from None
+        try:
+            q_in, q_out = core_quant(self.path)
+        except StopIteration:  # float I/O without the QUANTIZE / DEQUANTIZE ends
+            raise CprError(f"{label}: a float model input must feed a QUANTIZE and a float output come "
+                           f"from a DEQUANTIZE (an integer model inside)") from None
         d_in, d_out = self.interp.get_input_details(0), self.interp.get_output_details(0)
         self.input = Io(np.dtype(d_in["dtype"]).name, tuple(int(v) for v in d_in["shape"]), q_in)
         self.output = Io(np.dtype(d_out["dtype"]).name, tuple(int(v) for v in d_out["shape"]), q_out)
         for end in (self.input, self.output):
             if end.dtype not in ("float32", *TYPE_RANGES):
-                raise CprError(f"{self.path.name}: model I/O of type {end.dtype}; validate takes int8, int16 or float32")
+                raise CprError(f"{label}: model I/O of type {end.dtype}; validate takes int8, int16 or float32")
         self.prescale = None
         if prescale is not None:  # an export folder's input.offset / input.gain (export.json)
             n = self.input.size

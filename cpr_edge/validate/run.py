@@ -12,6 +12,7 @@ written into one folder atomically: validate.json, validate.md, outputs.npz, fir
 from __future__ import annotations
 
 import platform
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -101,20 +102,21 @@ def validate(board: Board | str, model, out_dir=None, inputs=None, random_n: int
     check_real_board_port(board, port)  # the board file's port, checked before the build
     out_dir = Path(out_dir) if out_dir else default_out_dir(source.path, board.name)
     times = {}
+    prescale = export_prescale(source.path) if source.kind == "export" else None
+    with tempfile.TemporaryDirectory(prefix="cpr-validate-") as scratch:  # no folder before the checks
+        (Path(scratch) / DEPLOYED_NAME).write_bytes(source.data)  # the model the board runs
+        ref = TflmModel(Path(scratch) / DEPLOYED_NAME, prescale, label=source.tflite.name)
+    check_frame_limits(ref.input.size, ref.output.size)
+    if inputs is not None:
+        x = load_inputs(inputs, ref)
+        input_info = {"source": "file", "path": str(Path(inputs).resolve())}
+    else:
+        x = random_inputs(DEFAULT_RANDOM if random_n is None else int(random_n), ref, seed)
+        input_info = {"source": "random", "seed": int(seed)}
+    input_info.update(count=int(len(x)), dtype=str(x.dtype), min=float(x.min()), max=float(x.max()),
+                      prescale="export.json input.offset / input.gain" if prescale else None)
     with atomic_dir(out_dir) as tmp:
-        (tmp / DEPLOYED_NAME).write_bytes(source.data)  # the model the board runs, as TFLM reads it
-        prescale = export_prescale(source.path) if source.kind == "export" else None
-        ref = TflmModel(tmp / DEPLOYED_NAME, prescale)
-        check_frame_limits(ref.input.size, ref.output.size)
-        if inputs is not None:
-            x = load_inputs(inputs, ref)
-            input_info = {"source": "file", "path": str(Path(inputs).resolve())}
-        else:
-            n = DEFAULT_RANDOM if random_n is None else int(random_n)
-            x = random_inputs(n, ref, seed)
-            input_info = {"source": "random", "seed": int(seed)}
-        input_info.update(count=int(len(x)), dtype=str(x.dtype), min=float(x.min()), max=float(x.max()),
-                          prescale="export.json input.offset / input.gain" if prescale else None)
+        (tmp / DEPLOYED_NAME).write_bytes(source.data)
         if source.rewrites:
             say(f"model: {source.summary()['rewrite']}")
         t0 = time.monotonic()
