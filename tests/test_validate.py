@@ -154,20 +154,25 @@ def test_renamed_copy_without_its_script_uses_the_shipped_one(tmp_path):
 
 @pytest.mark.slow
 def test_build_bare_tflite_for_nucleo_writes_bin_and_hex(tf_tflites, tmp_path, capsys):
+    """A converter's .tflite with an ELU float island: rewritten, reported, and the image
+    written as ELF, .bin and .hex; the deployed model beside them."""
     out = tmp_path / "fw"
-    rc, stdout, err = cli(["build", "--board", "nucleo-f446re", "--model", tf_tflites[INT8_MODEL],
-                           "--out", out, "--json"], capsys)
+    rc, stdout, err = cli(["build", "--board", "nucleo-f446re", "--model", tf_tflites[FLOAT_ELU_MODEL],
+                           "--out", out], capsys)
     assert rc == 0, err
-    r = json.loads(stdout)
-    assert r["bin"] == str(out / "firmware.bin") and r["hex"] == str(out / "firmware.hex")
+    assert "model: 1 float island(s) DEQUANTIZE -> ELU -> QUANTIZE fused into int8 ops" in stdout
+    assert "firmware.bin, firmware.hex" in stdout
+    mem = json.loads((out / "memory.json").read_text())
     image = (out / "firmware.bin").read_bytes()
     sp, reset = struct.unpack_from("<II", image)  # the vector table at the start of flash
     assert 0x20000000 < sp <= 0x20000000 + 131072 and 0x08000000 <= reset < 0x08080000 and reset & 1
-    assert len(image) <= r["memory"]["flash"]["total"]
+    assert len(image) <= mem["flash"]["total"]
     hex_lines = (out / "firmware.hex").read_text().split()
     assert hex_lines[0] == ":020000040800F2" and hex_lines[-1] == ":00000001FF"  # Intel HEX at 0x08000000
-    assert (out / "model_int8.tflite").read_bytes() == tf_tflites[INT8_MODEL].read_bytes()
-    assert r["model_source"]["kind"] == "tflite" and r["model_source"]["rewrites"] == []
+    deployed = [op.name for op in read_model(out / "model_int8.tflite").operators]
+    assert "ELU" in deployed and deployed.count("DEQUANTIZE") == 1  # only the float output's
+    src = mem["model_source"]
+    assert src["kind"] == "tflite" and src["rewrites"] == ["ELU"] and src["deployed_sha256"] == mem["model_sha256"]
 
 
 def test_build_refuses_model_larger_than_a_frame_at_generate_time(tf_tflites, tmp_path, capsys):
