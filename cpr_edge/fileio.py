@@ -50,11 +50,15 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it replaces ``path`` only on success.
 
-    On failure the temporary folder is removed and an existing ``path`` is left untouched.
+    On failure the temporary folder is removed, an existing ``path`` is left untouched and the
+    parent folders this call created are removed again (when still empty): a refused build
+    leaves nothing behind.
     """
     path = Path(path)
+    created = [p for p in reversed(path.absolute().parents) if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    done = False
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
@@ -66,5 +70,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+        done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        for parent in reversed(created) if not done else ():
+            try:
+                parent.rmdir()  # only if empty: something else may have put files there meanwhile
+            except OSError:
+                break

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import struct
 
 import numpy as np
@@ -176,10 +177,11 @@ def test_build_bare_tflite_for_nucleo_writes_bin_and_hex(tf_tflites, tmp_path, c
 
 
 def test_build_refuses_model_larger_than_a_frame_at_generate_time(tf_tflites, tmp_path, capsys):
-    out = tmp_path / "fw"
-    rc, _, err = cli(["build", "--model", tf_tflites["wide"], "--out", out], capsys)
+    model = tmp_path / "wide.tflite"
+    shutil.copyfile(tf_tflites["wide"], model)
+    rc, _, err = cli(["build", "--model", model], capsys)  # default output wide-firmware/BOARD
     assert_one_line_refusal(rc, err, "130 inputs", "at most 128 inputs and 126 outputs")
-    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".fw")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.tflite"]  # not even an empty folder
 
 
 @pytest.mark.parametrize("case", ["missing", "not_tflite", "shape", "range", "nonfinite", "random0",
