@@ -328,3 +328,52 @@ def test_a_mismatch_is_counted_and_reported():
     assert c["first_mismatch"]["input"] == 17 and c["first_mismatch"]["output"] == 2
     assert c["max_lsb_diff"] == pytest.approx(1.0, abs=1e-3)
     assert comparison_line(c).startswith("NOT bit-exact: 49 of 50 inputs")
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
+def test_validate_no_flash_on_a_real_kind_board_at_its_board_file_port(tf_tflites, tmp_path, monkeypatch, capsys):
+    """The real-board path end to end, flashing aside: a user board file of kind real (an
+    MPS2-AN386 with DWT cycles, twin qemu-mps2-an386) whose image the user 'flashed' into QEMU;
+    its serial reaches the host through a pseudo-terminal named by the board file's
+    flash_tool.serial, which validate uses without --port. QEMU has no DWT: CYCCNT reads 0."""
+    import subprocess
+
+    import yaml
+    from test_hil_realboard import PtyBridge
+
+    from cpr_edge.boards import load_board
+    from cpr_edge.hil.session import free_port
+
+    shipped = load_board("qemu-mps2-an386")
+    d = yaml.safe_load(_user_board(tmp_path, name="my-real-board").read_text())
+    del d["qemu"]
+    d.update(kind="real", counter={"kind": "dwt_cyccnt", "unit": "cycles"}, emulated_twin="qemu-mps2-an386",
+             flash_tool={"command": ["false", "{elf}"], "serial": "/dev/null"})
+    board_file = tmp_path / "my-real-board.yaml"
+    board_file.write_text(yaml.safe_dump(d))
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = cli(["build", "--board", "./my-real-board.yaml", "--model", tf_tflites[INT8_MODEL],
+                      "--out", "fw"], capsys)
+    assert rc == 0, err
+    port, qmp = free_port(), free_port()
+    qemu = subprocess.Popen(shipped.qemu_command(tmp_path / "fw" / "firmware.elf", port, qmp),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bridge = None
+    try:
+        bridge = PtyBridge(port)
+        d["flash_tool"]["serial"] = bridge.path
+        board_file.write_text(yaml.safe_dump(d))
+        rc, stdout, err = cli(["validate", "--board", "./my-real-board.yaml", "--model", tf_tflites[INT8_MODEL],
+                               "--no-flash", "--random", 60, "--out", "val", "--json"], capsys)
+    finally:
+        if bridge:
+            bridge.close()
+        qemu.kill()
+        qemu.wait()
+    assert rc == 0, err
+    r = json.loads(stdout)
+    assert r["board"]["session"] == "real" and r["board"]["name"] == "my-real-board"
+    assert r["comparison"]["bit_exact"] and r["comparison"]["inputs"] == 60
+    assert r["latency"]["unit"] == "cycles" and "p50_s" in r["latency"]  # a measured time on silicon
+    assert (tmp_path / "val" / "firmware" / "firmware.bin").read_bytes() == (tmp_path / "fw" / "firmware.bin").read_bytes()
