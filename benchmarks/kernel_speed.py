@@ -1,15 +1,24 @@
-"""Instructions per MAC of each FULLY_CONNECTED kernel variant on QEMU mps2-an386 (Cortex-M4F).
+"""Instructions per MAC of the FULLY_CONNECTED kernels, per layer shape and per whole model,
+side by side for every kernel variant, with issue 14's goals beside them.
 
-Method: QEMU runs with `-icount shift=0` (one instruction per virtual nanosecond), so SysTick,
-clocked at the 25 MHz nominal core clock, ticks once every 40 instructions. The image first
-times a loop of exactly 2 * 1e6 instructions (SUBS + BNE) to measure instructions per tick
-instead of assuming it, then times BENCH_REPS calls of the kernel. Figures are instructions,
-not cycles (QEMU does not model pipeline timing). Target: <= 2.0 instructions/MAC for "dsp".
+Method: each figure is a generated model (cpr_edge.codegen) timed in QEMU with
+`-icount shift=0`, where SysTick counts instructions: the image first times a loop of exactly
+2 * 1e6 instructions (SUBS + BNE) to measure instructions per tick (40 on mps2-an386 at 25 MHz,
+31.25 on mps3-an547 at 32 MHz), then BENCH_REPS calls of model_invoke. A layer shape is a
+one-FULLY_CONNECTED model (random int8 weights, per-channel scales, int32 bias), so the
+figures include requantisation, call set-up and model_invoke (a few instructions). Every
+measured image is also run on 16 random inputs and compared with the TFLM interpreter
+(exact=True). Figures are instructions, not cycles (QEMU does not model timing).
 
-With --model DIR/model_int8.tflite it also times whole model_invoke calls of the generated
-code for each variant (instructions per invoke and per MAC of the model).
+Columns (machine):
+  reference           portable C (mps2-an386, Cortex-M4)
+  dsp                 ACLE-only DSP kernel (an386)
+  dsp_rotate_generic  the dsp_rotate build with every layer forced onto the generic
+                      cpr_fully_connected_s8 kernel: what dsp_rotate ran before issue 14
+  dsp_rotate          the fast kernels the generator picks per layer (an386; the default)
+  mve                 Cortex-M55 Helium kernel (mps3-an547)
 
-Usage: python benchmarks/kernel_speed.py [--json] [--sizes 256x256,64x64,...] [--model PATH]
+Usage: python benchmarks/kernel_speed.py [--json] [--sizes 256x256,...] [--model PATH ...]
 """
 from __future__ import annotations
 
@@ -19,87 +28,143 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cpr_edge.codegen import runtime_defines, runtime_include_dir, runtime_sources
-from cpr_edge.codegen.harness import arm_compile, run_qemu
+import numpy as np
 
-VARIANTS = ("reference", "dsp", "dsp_rotate")
+from cpr_edge.codegen import fc_select, generate, runtime_defines, runtime_include_dir, runtime_sources
+from cpr_edge.codegen.harness import TARGETS, arm_compile, build_qemu, qemu_outputs, run_qemu, tflm_outputs
+
 CAL_INSTRUCTIONS = 2 * 1_000_000
+# column -> (build variant, core, forced DSP kernel or None)
+COLUMNS = {"reference": ("reference", "cortex-m4", None),
+           "dsp": ("dsp", "cortex-m4", None),
+           "dsp_rotate_generic": ("dsp_rotate", "cortex-m4", "generic"),
+           "dsp_rotate": ("dsp_rotate", "cortex-m4", None),
+           "mve": ("mve", "cortex-m55", None)}
+GOALS = {"fc_256x256_dsp_rotate": 1.4, "fc_256x256_mve": 0.3, "model_dsp_rotate": 70_000}
+"""issue 14: instructions/MAC of a 256x256 layer on the M4 and with MVE; instructions per
+inference of the default pruned cartpole-swingup model on mps2-an386"""
 
 
-def measure(variant: str, k: int, n: int, reps: int, work: Path) -> dict:
-    elf = work / f"bench_{variant}_{k}x{n}.elf"
-    src = runtime_include_dir() / "tests" / "qemu_bench_fc.c"
-    arm_compile(elf, [src, *runtime_sources(variant)], [],
-                runtime_defines(variant) + [f"-DBENCH_K={k}", f"-DBENCH_N={n}", f"-DBENCH_REPS={reps}"])
-    out = {line.split()[0]: line.split()[1:] for line in run_qemu(elf, icount=True).splitlines() if line.strip()}
-    per_tick = CAL_INSTRUCTIONS / int(out["CAL"][0])
-    ticks = int(out["FC"][3])
-    instructions = ticks * per_tick
-    macs = k * n * reps
-    return {"variant": variant, "k": k, "n": n, "reps": reps, "instructions_per_tick": per_tick,
-            "ticks": ticks, "instructions": round(instructions), "macs": macs,
-            "instructions_per_mac": round(instructions / macs, 3),
-            "matches_reference": out["CHECK"][0] == "1"}
+def fc_tflite(k: int, n: int, seed: int = 0) -> bytes:
+    """One int8 FULLY_CONNECTED, K inputs -> N outputs, per-channel, with bias."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from cpr_edge.codegen.builder import TensorSpec, build_model
+    rng = np.random.default_rng(seed)
+    ws = list(rng.uniform(0.002, 0.02, n))
+    xs, ys = 0.03, float(0.2 * np.sqrt(k / 64))
+    opt = schema.FullyConnectedOptionsT()
+    return build_model("FULLY_CONNECTED", [
+        TensorSpec((1, k), "int8", [xs], [3]),
+        TensorSpec((n, k), "int8", ws, [0] * n, rng.integers(-127, 128, (n, k), dtype=np.int8)),
+        TensorSpec((n,), "int32", [xs * s for s in ws], [0] * n,
+                   rng.integers(-20000, 20000, n).astype(np.int32)),
+        TensorSpec((1, n), "int8", [ys], [-5])], [0, 1, 2], [3], opt)
 
 
-def measure_model(variant: str, tflite: Path, work: Path) -> dict:
-    from cpr_edge.codegen import generate
+def measure_invoke(tflite: Path, column: str, work: Path, check: bool = True) -> dict:
+    """Instructions per model_invoke of a .tflite under one column's build and core."""
+    variant, cpu, forced = COLUMNS[column]
+    return {"column": column, **measure(tflite, variant, cpu, forced, work, check)}
 
-    gen = work / f"model_{variant}"
-    info = generate(tflite, gen)
-    reps = max(1, 20_000_000 // (40 * max(info["macs_total"], 1)))
-    elf = work / f"bench_model_{variant}.elf"
-    src = runtime_include_dir() / "tests" / "qemu_bench_model.c"
-    arm_compile(elf, [gen / "model.c", src, *runtime_sources(variant)], [gen],
-                runtime_defines(variant) + [f"-DBENCH_REPS={reps}"])
-    out = {line.split()[0]: line.split()[1:] for line in run_qemu(elf, icount=True).splitlines() if line.strip()}
+
+def measure(tflite: Path, variant: str, cpu: str, forced: str | None, work: Path,
+            check: bool = True) -> dict:
+    """model_invoke instructions of ``tflite`` built for ``variant`` on ``cpu``'s QEMU machine,
+    the DSP kernel of every eligible layer forced to ``forced`` (fc_select.FORCED) if given."""
+    gen = work / f"{tflite.stem}_{variant}_{cpu}_{forced}"
+    gen.mkdir(parents=True, exist_ok=True)
+    fc_select.FORCED[:] = [forced] if forced else []
+    try:
+        info = generate(tflite, gen)
+    finally:
+        fc_select.FORCED[:] = []
+    reps = max(1, 4_000_000 // (8 * max(info["macs_total"], 1)))
+    elf = gen / "bench.elf"
+    arm_compile(elf, [gen / "model.c", runtime_include_dir() / "tests" / "qemu_bench_model.c",
+                      *runtime_sources(variant)], [gen],
+                runtime_defines(variant) + [f"-DBENCH_REPS={reps}"], cpu=cpu)
+    out = {line.split()[0]: line.split()[1:] for line in
+           run_qemu(elf, icount=True, machine=TARGETS[cpu][1]).splitlines() if line.strip()}
     per_tick = CAL_INSTRUCTIONS / int(out["CAL"][0])
     per_invoke = int(out["MODEL"][1]) * per_tick / reps
-    return {"variant": variant, "model": str(tflite), "macs": info["macs_total"], "reps": reps,
-            "instructions_per_invoke": round(per_invoke),
-            "instructions_per_mac": round(per_invoke / max(info["macs_total"], 1), 3)}
+    row = {"variant": variant, "forced": forced, "machine": TARGETS[cpu][1],
+           "macs": info["macs_total"], "reps": reps, "instructions_per_tick": per_tick,
+           "instructions_per_invoke": round(per_invoke),
+           "instructions_per_mac": round(per_invoke / max(info["macs_total"], 1), 3)}
+    if check:
+        row["exact"] = _exact(tflite, gen, variant, cpu, info)
+    return row
+
+
+def _exact(tflite: Path, gen: Path, variant: str, cpu: str, info: dict) -> bool:
+    model = tflite.read_bytes()
+    dtype = np.int16 if info["input"]["dtype"] == "int16" else np.int8
+    lim = np.iinfo(dtype)
+    x = np.random.default_rng(1).integers(lim.min, lim.max + 1, (16, info["input"]["len"]), dtype=dtype)
+    elf = build_qemu(gen, x, variant, gen / "check.elf", cpu=cpu)
+    got = qemu_outputs(run_qemu(elf, machine=TARGETS[cpu][1]), len(x), dtype=dtype)
+    return bool(np.array_equal(got, tflm_outputs(model, x)))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="256x256,256x32,32x256,64x64",
-                    help="KxN layer sizes (in x out); the defaults are the small preset's layers")
-    ap.add_argument("--model", type=Path, help="also time model_invoke of this .tflite")
+    ap.add_argument("--sizes", default="256x256,256x32,32x256,64x64,5x128,7x3",
+                    help="KxN layer sizes (in x out)")
+    ap.add_argument("--model", type=Path, action="append", default=[],
+                    help="also time model_invoke of this .tflite (repeatable: int8 and 16x8)")
+    ap.add_argument("--columns", default=",".join(COLUMNS), help="subset of " + ",".join(COLUMNS))
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = ap.parse_args()
-    rows = []
+    columns = args.columns.split(",")
+    say = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    shapes, models = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        say(f"{'instructions/MAC':<22}" + "".join(f"{c:>20}" for c in columns))
         for size in args.sizes.split(","):
             k, n = (int(v) for v in size.lower().split("x"))
-            reps = max(1, 2_000_000 // (k * n))
-            for variant in VARIANTS:
-                row = measure(variant, k, n, reps, Path(tmp))
-                rows.append(row)
-                print(f"{variant:>10}  FC {k:>4}x{n:<4} {row['instructions_per_mac']:7.3f} instructions/MAC"
-                      f"  ({row['instructions']} instructions, {row['macs']} MACs, "
-                      f"{row['instructions_per_tick']:.2f} instr/tick, exact={row['matches_reference']})",
-                      file=sys.stderr if args.json else sys.stdout)
-        models = []
-        if args.model:
-            for variant in VARIANTS:
-                row = measure_model(variant, args.model, Path(tmp))
-                models.append(row)
-                print(f"{variant:>10}  model_invoke {row['instructions_per_invoke']} instructions "
-                      f"({row['macs']} MACs, {row['instructions_per_mac']} instructions/MAC)",
-                      file=sys.stderr if args.json else sys.stdout)
-    # the target is judged on the largest layer, where per-output requantisation matters least
-    largest = max(r["k"] * r["n"] for r in rows)
-    at_largest = {r["variant"]: r["instructions_per_mac"] for r in rows if r["k"] * r["n"] == largest}
-    summary = {"machine": "qemu-mps2-an386", "unit": "instructions", "results": rows,
-               "target_instructions_per_mac": 2.0, "largest_layer_instructions_per_mac": at_largest,
-               "meets_target": {v: at_largest[v] <= 2.0 for v in ("dsp", "dsp_rotate")},
-               "models": models}
+            path = work / f"fc_{k}x{n}.tflite"
+            path.write_bytes(fc_tflite(k, n))
+            rows = {c: measure_invoke(path, c, work) for c in columns}
+            shapes.append({"k": k, "n": n, "results": rows})
+            say(f"FC {k:>4}x{n:<15}" + "".join(
+                f"{rows[c]['instructions_per_mac']:>14.3f}{'' if rows[c]['exact'] else ' WRONG':>6}"
+                for c in columns))
+        for model in args.model:
+            rows = {c: measure_invoke(model, c, work) for c in columns}
+            models.append({"model": str(model), "results": rows})
+            say(f"model {model}: instructions per inference")
+            say(f"{'':<22}" + "".join(
+                f"{rows[c]['instructions_per_invoke']:>14}{'' if rows[c]['exact'] else ' WRONG':>6}"
+                for c in columns))
+            say(f"{'  per MAC':<22}" + "".join(f"{rows[c]['instructions_per_mac']:>20.3f}" for c in columns))
+    verdicts = _verdicts(shapes, models)
+    for v in verdicts:
+        say(f"goal {v['goal']}: {v['measured']} (<= {v['limit']}) {'met' if v['met'] else 'NOT met'}")
     if args.json:
-        print(json.dumps(summary))
-    else:
-        for v in ("dsp", "dsp_rotate"):
-            print(f"{v}: {at_largest[v]:.3f} instructions/MAC on the largest layer, target <= 2.0 "
-                  f"{'met' if summary['meets_target'][v] else 'NOT met'}")
+        print(json.dumps({"unit": "instructions", "shapes": shapes, "models": models,
+                          "goals": GOALS, "verdicts": verdicts}))
+
+
+def _verdicts(shapes: list[dict], models: list[dict]) -> list[dict]:
+    out = []
+    for s in shapes:
+        if (s["k"], s["n"]) == (256, 256):
+            for c in ("dsp_rotate", "mve"):
+                if c in s["results"]:
+                    m = s["results"][c]["instructions_per_mac"]
+                    out.append({"goal": f"FC 256x256 {c} instructions/MAC", "measured": m,
+                                "limit": GOALS[f"fc_256x256_{c}"],
+                                "met": m <= GOALS[f"fc_256x256_{c}"] and s["results"][c]["exact"]})
+    for m in models:
+        if "dsp_rotate" in m["results"]:
+            r = m["results"]["dsp_rotate"]
+            out.append({"goal": f"{Path(m['model']).parent.name}/{Path(m['model']).name} "
+                                "instructions per inference (mps2-an386, dsp_rotate)",
+                        "measured": r["instructions_per_invoke"], "limit": GOALS["model_dsp_rotate"],
+                        "met": r["instructions_per_invoke"] <= GOALS["model_dsp_rotate"] and r["exact"]})
+    return out
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Public API:
   generate(tflite_path, out_dir) -> dict     model.c / model.h / codegen.json
-  runtime_sources(variant) -> list[Path]     kernel C files for "reference", "dsp", "dsp_rotate", "unrolled"
+  runtime_sources(variant) -> list[Path]     kernel C files for "reference", "dsp", "dsp_rotate", "unrolled", "mve"
   runtime_defines(variant) -> list[str]      the -D flag that selects that variant
   runtime_include_dir() -> Path              folder holding cpr_runtime.h
 """
@@ -14,7 +14,9 @@ from pathlib import Path
 from cpr_edge.errors import CprError
 
 VARIANTS = {"reference": [], "dsp": ["-DCPR_FC_VARIANT_DSP"],
-            "dsp_rotate": ["-DCPR_FC_VARIANT_DSP_ROTATE"], "unrolled": ["-DCPR_FC_VARIANT_UNROLLED"]}
+            "dsp_rotate": ["-DCPR_FC_VARIANT_DSP_ROTATE"], "unrolled": ["-DCPR_FC_VARIANT_UNROLLED"],
+            "mve": ["-DCPR_FC_VARIANT_MVE"]}
+"""mve: Cortex-M55 only (MVE int8 FULLY_CONNECTED; the DSP kernels for the rest)"""
 
 
 # Imported eagerly: a lazy import of the submodule `generate` would rebind the package

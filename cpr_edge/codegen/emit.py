@@ -12,6 +12,18 @@ def c_float(x: float) -> str:
 
 
 def c_array(c: Const, per_line: int = 20) -> str:
+    if c.alternates:
+        # word-aligned, like the layout below; the first condition that holds picks the array
+        alts = list(c.alternates)
+        if c.dsp_values is not None:
+            alts.append((f"defined({c.layout_macro})", c.dsp_values))
+        out = []
+        for i, (cond, values) in enumerate(alts):
+            out.append(f"#{'if' if i == 0 else 'elif'} {cond}\n"
+                       f"{_array(c.name, c.ctype, values, per_line, ' __attribute__((aligned(4)))')}")
+        if not c.only_if:
+            out.append(f"#else\n{_array(c.name, c.ctype, c.values, per_line)}")
+        return "\n".join(out) + "\n#endif"
     if c.dsp_values is not None:
         # word-aligned: the unrolled kernel loads the interleaved weights a word at a time,
         # and ARMv6-M has no unaligned loads

@@ -125,7 +125,10 @@ def build(tflite_path: str | Path, input_prescale: tuple | None = None) -> tuple
         "input": _quant(g, cin),
         "output": _quant(g, cout),
         "activation_bytes": arena,
-        "weight_bytes": sum(c.nbytes for s in steps for c in {c.name: c for c in s.consts}.values()),
+        # the portable build's constants (a kernel variant's own layouts, the fast kernels'
+        # rounding constants, may differ: memory.json has what a build holds)
+        "weight_bytes": sum(c.nbytes for s in steps for c in {c.name: c for c in s.consts}.values()
+                            if not c.only_if),
         "layers": layers,
         "macs_total": sum(s.macs for s in steps),
         "rounding": "double (gemmlowp SaturatingRoundingDoublingHighMul + RoundingDivideByPOT)",

@@ -56,7 +56,11 @@ TARGETS = {"cortex-m4": (M4_FLAGS, "mps2-an386"),
            "cortex-m7": (["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"], "mps2-an500"),
            "cortex-m3": (["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"], "mps2-an385"),
            "cortex-m0": (["-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft",
-                          "-Wl,--defsym=cpr_test_ram_end=0x20004000"], "microbit")}
+                          "-Wl,--defsym=cpr_test_ram_end=0x20004000"], "microbit"),
+           # boots Secure: its own link map (tests/qemu_mps3.ld), FPU and MVE from -mcpu
+           "cortex-m55": (["-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"], "mps3-an547")}
+LINK_MAPS = {"cortex-m55": "qemu_mps3.ld"}
+"""link map of a core's test machine other than tests/qemu_mps2.ld"""
 QEMU_MACHINE = "mps2-an386"
 
 
@@ -71,14 +75,17 @@ def _vectors_h(inputs: np.ndarray) -> str:
 
 
 def arm_compile(out_elf: Path, sources: list[Path], includes: list[Path], defines: list[str],
-                flags: list[str] | None = None) -> Path:
-    """arm-none-eabi-gcc for the QEMU test image (freestanding, own start-up)."""
+                flags: list[str] | None = None, cpu: str = "cortex-m4") -> Path:
+    """arm-none-eabi-gcc for the QEMU test image (freestanding, own start-up); ``flags``
+    default to ``cpu``'s, the link map is that core's test machine's."""
     tests = runtime_include_dir() / "tests"
-    _run(["arm-none-eabi-gcc", *CFLAGS, *(flags or M4_FLAGS), "-ffreestanding",
+    flags = flags or TARGETS[cpu][0]
+    link_map = LINK_MAPS.get(cpu, "qemu_mps2.ld")
+    _run(["arm-none-eabi-gcc", *CFLAGS, *flags, "-ffreestanding",
           "-ffunction-sections", "-fdata-sections", *defines,
           *[f"-I{p}" for p in [runtime_include_dir(), tests, *includes]],
           *map(str, sources), str(tests / "qemu_startup.c"),
-          "-nostdlib", "-Wl,--gc-sections", f"-T{tests / 'qemu_mps2.ld'}", "-lgcc",
+          "-nostdlib", "-Wl,--gc-sections", f"-T{tests / link_map}", "-lgcc",
           "-o", str(out_elf)])
     return out_elf
 
@@ -95,7 +102,7 @@ def build_qemu(model_dir: str | Path, inputs: np.ndarray, variant: str = "refere
     elf = Path(out) if out else model_dir / f"qemu_{variant}_{cpu}.elf"
     srcs = [model_dir / "model.c", runtime_include_dir() / "tests" / "qemu_main.c",
             *runtime_sources(variant)]
-    return arm_compile(elf, srcs, [model_dir], runtime_defines(variant), TARGETS[cpu][0])
+    return arm_compile(elf, srcs, [model_dir], runtime_defines(variant), TARGETS[cpu][0], cpu)
 
 
 def run_qemu(elf: str | Path, icount: bool = False, timeout: float = 120,

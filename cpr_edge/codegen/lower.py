@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cpr_edge.codegen import quant, tables
+from cpr_edge.codegen import fc_select, quant, tables
 from cpr_edge.codegen.reader import Graph, Operator, Tensor
 from cpr_edge.errors import CprError
 
@@ -37,6 +37,11 @@ class Const:
     """the same bytes in the optimised kernels' layout, emitted instead when the macro
     ``layout_macro`` is defined (cpr_runtime.h defines it for the variants that read it)"""
     layout_macro: str = ""
+    alternates: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    """(preprocessor condition, values) tried in order before ``layout_macro``: other
+    kernels' layouts or constants (the fast FULLY_CONNECTED kernels, codegen/fc_select.py)"""
+    only_if: bool = False
+    """emitted only under one of ``alternates`` (no plain version: only fast kernels read it)"""
 
     @property
     def nbytes(self) -> int:
@@ -144,6 +149,12 @@ def _fully_connected(g: Graph, op: Operator) -> Step:
         reals = [quant.f64(np.float32(x.scale[0]) * np.float32(w.scale[0])) / _sc(y)]
     mult, shift = zip(*(quant.quantize_multiplier(r) for r in reals))
     lo, hi = quant.activation_range(_fused(op), y.scale[0], _zp(y))
+    fast = fc_select.fast_constants(w.data, b.data if b is not None else None, -_zp(x), _zp(y),
+                                    list(mult), list(shift))
+    if fast is not None:
+        from cpr_edge.codegen import fc_fast  # it builds Steps of this module
+        return fc_fast.lower_fast(op, x, w, b, y, batches, per_channel, list(mult), list(shift),
+                                  lo, hi, fast)
     k = f"fc{op.index}"
     consts = [Const(f"{k}_weights", "int8_t", w.data.reshape(-1), "weights",
                     dsp_values=interleave4(w.data), layout_macro="CPR_FC_S8_INTERLEAVED")]

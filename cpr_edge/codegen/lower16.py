@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cpr_edge.codegen import elu16, quant
+from cpr_edge.codegen import elu16, fc_select, quant
 from cpr_edge.codegen.lower import Const, Step
 from cpr_edge.codegen.reader import Graph, Operator, Tensor
 from cpr_edge.codegen.sigmoid16 import SIGMOID_TABLE_U16
@@ -87,6 +87,10 @@ def _fully_connected(g: Graph, op: Operator) -> Step:
     fused = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
     lo, hi = quant.activation_range(fused, y.scale[0], 0, *RANGE["int16"])
     k = f"fc{op.index}"
+    fast_m = fc_select.fast16_constants(w.data, b.data if b is not None else None, list(mult), list(shift))
+    if fast_m is not None:
+        return _fully_connected_fast(op, x, w, b, y, n_out, depth, per_channel, list(mult),
+                                     list(shift), lo, hi, fast_m)
     consts = [Const(f"{k}_weights", "int8_t", w.data.reshape(-1), "weights",
                     dsp_values=pair_layout(w.data), layout_macro="CPR_FC_S16_PAIRED")]
     if b is not None:
@@ -99,6 +103,38 @@ def _fully_connected(g: Graph, op: Operator) -> Step:
             f"{depth}, {k}_weights, {f'{k}_bias' if b is not None else '0'}, {n_out}, "
             f"{_dst('int16_t', y.index)});")
     return Step(op, [x.index], [y.index], call, consts, [params], macs=(x.size // depth) * n_out * depth)
+
+
+def _fully_connected_fast(op, x, w, b, y, n_out: int, depth: int, per_channel: bool,
+                          mult: list[int], shift: list[int], lo: int, hi: int,
+                          fast_m: np.ndarray) -> Step:
+    """A 16x8 layer whose bounds hold for cpr_fc_s16_blocked (fc_select.fast16_constants):
+    that kernel, its layout and multipliers under CPR_FC_S16_FAST, the generic kernel
+    otherwise (one model.c for every variant)."""
+    k = f"fc{op.index}"
+    fast = "defined(CPR_FC_S16_FAST)"
+    bias = b.data.reshape(-1).astype(np.int64) if b is not None else np.zeros(n_out, np.int64)
+    consts = [Const(f"{k}_weights", "int8_t", w.data.reshape(-1), "weights",
+                    dsp_values=pair_layout(w.data), layout_macro="CPR_FC_S16_PAIRED",
+                    alternates=[(fast, fc_select.blocked16_layout(w.data))]),
+              Const(f"{k}_bias", "int64_t", bias, "bias"),
+              Const(f"{k}_multiplier", "int32_t", np.array(mult, np.int32), "requant",
+                    alternates=[(fast, fast_m)]),
+              # the fast kernel has no shifts (they are in M): only the generic one's
+              Const(f"{k}_shift", "int32_t", np.array(shift, np.int32), "requant", only_if=True,
+                    alternates=[(f"!{fast}", np.array(shift, np.int32))])]
+    m0 = 0 if per_channel else int(fast_m[0])
+    params = (f"#if {fast}\n"
+              f"static const cpr_fc16_fast_params {k}_fast = {{{m0}, {lo}, {hi}, "
+              f"{int(per_channel)}, {k}_multiplier}};\n#else\n"
+              f"static const cpr_fc16_params {k}_params = {{{lo}, {hi}, {k}_multiplier, {k}_shift, "
+              f"{int(per_channel)}}};\n#endif")
+    args = (f"{_src('int16_t', x.index)}, {x.size // depth}, {depth}, {k}_weights, {k}_bias, "
+            f"{n_out}, {_dst('int16_t', y.index)});")
+    call = (f"#if {fast}\n    cpr_fc_s16_blocked(&{k}_fast, {args}\n#else\n"
+            f"    cpr_fully_connected_s16(&{k}_params, {args}\n#endif")
+    return Step(op, [x.index], [y.index], call, consts, [params],
+                macs=(x.size // depth) * n_out * depth)
 
 
 def pair_layout(w: np.ndarray) -> np.ndarray:

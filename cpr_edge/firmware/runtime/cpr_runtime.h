@@ -11,6 +11,11 @@
  *   -DCPR_FC_VARIANT_DSP_ROTATE same, with the rotate folded into SXTB16 (ROR #8 form)
  *   -DCPR_FC_VARIANT_UNROLLED   cores without the DSP extension (Cortex-M0, M3): four rows
  *                             at a time, word loads of the weights, 32-bit MULs only
+ *   -DCPR_FC_VARIANT_MVE        Cortex-M55 (Helium): everything of DSP_ROTATE, and the generated
+ *                             code runs int8 layers through the MVE kernel instead
+ * With DSP_ROTATE and MVE the generated code calls the fast kernels below (CPR_FC_S8_FAST) for
+ * every layer the generator could prove their bounds for, and cpr_fully_connected_s8() for
+ * the others.
  * cpr_fully_connected_s8() is the selected one; cpr_fully_connected_s8_reference() is always
  * built so that on-target tests can compare the two.
  */
@@ -23,8 +28,13 @@
 extern "C" {
 #endif
 
-#if defined(CPR_FC_VARIANT_DSP) + defined(CPR_FC_VARIANT_DSP_ROTATE) + defined(CPR_FC_VARIANT_UNROLLED) > 1
-#error "define at most one of CPR_FC_VARIANT_DSP, CPR_FC_VARIANT_DSP_ROTATE, CPR_FC_VARIANT_UNROLLED"
+#if defined(CPR_FC_VARIANT_DSP) + defined(CPR_FC_VARIANT_DSP_ROTATE) + defined(CPR_FC_VARIANT_UNROLLED) \
+    + defined(CPR_FC_VARIANT_MVE) > 1
+#error "define at most one of CPR_FC_VARIANT_DSP, _DSP_ROTATE, _UNROLLED, _MVE"
+#endif
+#if defined(CPR_FC_VARIANT_MVE)
+#define CPR_FC_VARIANT_DSP_ROTATE 1 /* the M55 has the DSP extension: its kernels serve too */
+#define CPR_FC_S8_FAST_MVE 1        /* int8 layers: the MVE kernel, its 16-byte layout */
 #endif
 
 /* Weight layouts the selected kernels read; the generated model.c holds FULLY_CONNECTED
@@ -34,6 +44,10 @@ extern "C" {
 #endif
 #if defined(CPR_FC_VARIANT_DSP) || defined(CPR_FC_VARIANT_DSP_ROTATE)
 #define CPR_FC_S16_PAIRED 1     /* 16x8: groups of 4 as k, k+2, k+1, k+3 */
+#endif
+#if defined(CPR_FC_VARIANT_DSP_ROTATE)
+#define CPR_FC_S8_FAST 1        /* int8: the fast kernels and their constants (see below) */
+#define CPR_FC_S16_FAST 1       /* 16x8: the blocked kernel and its constants */
 #endif
 
 /* ---- requantisation (cpr_quant.c) ------------------------------------------------ */
@@ -84,6 +98,46 @@ void cpr_fully_connected_s8_unrolled(const cpr_fc_params *p, const int8_t *input
 #define cpr_fully_connected_s8 cpr_fully_connected_s8_reference
 #endif
 
+/* The fast int8 kernels (optimized/fully_connected_s8_*.c, requantisation in
+ * optimized/requant_fast.h). Everything a layer's Prepare would compute is folded in by the
+ * code generator (cpr_edge.codegen.fc_select), which also proves their preconditions:
+ *   kbias[n] = bias[n] + input_offset * sum_k w[n][k]  (the input offset folded into the bias,
+ *              so the inner loops multiply raw int8 inputs);
+ *   |kbias[n]| + 128 * sum_k |w[n][k]| < 2^29 (every accumulator fits twice over);
+ *   every shift is a right shift >= 1, round = 2^(shift-1) + (output_offset << shift) and
+ *   |multiplier * 2^29 / 2^31| + |round| + 1 < 2^31.
+ * Per-tensor layers keep multiplier, shift and round in the struct (registers in the loop);
+ * per-channel layers read the arrays (one entry per output). */
+typedef struct {
+    int32_t multiplier, shift, round;
+    int32_t act_min, act_max;
+    int32_t per_channel;
+    const int32_t *multipliers, *shifts, *rounds;
+} cpr_fc_fast_params;
+
+#if defined(CPR_FC_S8_FAST)
+/* Blocks of 4 rows, the last block 1-3 rows, each block laid out group-interleaved: for each
+ * 4-byte group of inputs, the block's rows' 4 bytes in turn, then each row's in_depth % 4
+ * tail bytes (cpr_edge.codegen.fc_select.blocked_layout); 4-byte aligned. in_depth <= 1024
+ * (the input, widened to int16 pairs once per call, lives on the stack). */
+void cpr_fc_s8_blocked(const cpr_fc_fast_params *p, const int8_t *input, int32_t batches,
+                       int32_t in_depth, const int8_t *weights, const int32_t *kbias,
+                       int32_t out_depth, int8_t *output);
+/* Layers with few inputs (in_depth <= 8): each row's weights as int16 pairs (w[2i], w[2i+1])
+ * in little-endian words, ceil(in_depth / 2) words per row, zero-padded; 4-byte aligned. */
+void cpr_fc_s8_few_inputs(const cpr_fc_fast_params *p, const int8_t *input, int32_t batches,
+                          int32_t in_depth, const int8_t *weights, const int32_t *kbias,
+                          int32_t out_depth, int8_t *output);
+#endif
+#if defined(CPR_FC_S8_FAST_MVE)
+/* Cortex-M55 MVE: blocks of 4 rows (the last 1-3), for each 16-byte chunk of inputs the
+ * block's rows' 16 bytes in turn, then each row's in_depth % 16 tail bytes
+ * (cpr_edge.codegen.fc_select.mve_layout); no alignment needed. */
+void cpr_fc_s8_mve(const cpr_fc_fast_params *p, const int8_t *input, int32_t batches,
+                   int32_t in_depth, const int8_t *weights, const int32_t *kbias,
+                   int32_t out_depth, int8_t *output);
+#endif
+
 /* ---- 16x8 mode: int16 activations, int8 weights ----------------------------------- */
 
 typedef struct {
@@ -115,6 +169,25 @@ void cpr_fully_connected_s16_unrolled(const cpr_fc16_params *p, const int16_t *i
 #define cpr_fully_connected_s16 cpr_fully_connected_s16_unrolled
 #else
 #define cpr_fully_connected_s16 cpr_fully_connected_s16_reference
+#endif
+
+#if defined(CPR_FC_S16_FAST)
+/* The fast 16x8 kernel (optimized/fully_connected_s16_blocked.c), for layers where the code
+ * generator (cpr_edge.codegen.fc_select.fast16_constants) proved |bias| + 32768 * sum |w| <
+ * 2^31 per row (int32 accumulation exact; bias not NULL, each entry within int32) and made the multiplier
+ * M = r << (17 + shift) < 2^31 of TFLM's 16-bit multiplier r (out = SMMULR(acc, M)).
+ * Weights: blocks of 4 rows (the last 1-3), per group of 4 inputs the rows' bytes as k, k+2,
+ * k+1, k+3 in turn, then each row's in_depth % 4 tail (fc_select.blocked16_layout). */
+typedef struct {
+    int32_t multiplier;          /* per-tensor M */
+    int32_t act_min, act_max;
+    int32_t per_channel;
+    const int32_t *multipliers;  /* per channel M */
+} cpr_fc16_fast_params;
+
+void cpr_fc_s16_blocked(const cpr_fc16_fast_params *p, const int16_t *input, int32_t batches,
+                        int32_t in_depth, const int8_t *weights, const int64_t *bias,
+                        int32_t out_depth, int16_t *output);
 #endif
 
 /* TANH / LOGISTIC int16 (zero points 0, output scale 2^-15), TFLM's table interpolation. */
