@@ -17,6 +17,7 @@ from cpr_edge.errors import CprError
 
 STAGES = [
     "cpr_edge.agents.commands",
+    "cpr_edge.importers.commands",
     "cpr_edge.pruning.commands",
     "cpr_edge.quant.commands",
     "cpr_edge.export.commands",
