@@ -205,15 +205,18 @@ def test_prune_gradual_cli(cheap_trained, tmp_path, capsys):
     _coupling(ck.agent)
 
 
+@pytest.mark.slow
 def test_train_prune_to_cli(tmp_path, capsys):
-    """The command's wiring: l1 needs no gradients, so one episode (before any update) prunes."""
+    """The command's wiring: l1 needs no gradients, so one episode (before any update) prunes.
+    About 50 s, most of it the replay top-up (9 policy episodes, an environment built for each)."""
     out = tmp_path / "l1.pt"
     rc = main(["train", "--steps", "1000", "--prune-to", "0.5", "--metric", "l1", "--prune-start", "0",
-               "--prune-end", "1", "--prune-steps", "2", "--schedule", "cubic", "--eval-episodes", "1",
+               "--prune-end", "1", "--prune-steps", "2", "--schedule", "cubic", "--eval-episodes", "1", "--no-final-mpc",
                "--out", str(out), "--json"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["gradual_pruning"]["done"] and summary["gradual_pruning"]["schedule"]["kind"] == "cubic"
+    assert "mpc" not in summary["evals"][-1]
     g = load_checkpoint(out).extra["gradual_pruning"]
     assert [(e["step"], e["scheduled"], e["source"]) for e in g["events"]] == [(504, pytest.approx(0.5 * (
         1 - (1 - 504 / 1000) ** 3), abs=1e-6), "weights"), (1000, 0.5, "weights")]

@@ -24,6 +24,8 @@ def register(sub) -> None:
     p.add_argument("--eval-freq", type=int, default=10_000, help="env steps between evaluations")
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--no-eval-mpc", action="store_true", help="periodic evaluation in policy mode only")
+    p.add_argument("--no-final-mpc", action="store_true",
+                   help="final evaluation in policy mode only (MPC planning costs most of a short run's evaluation)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--importance", action="store_true",
                    help="track gradient importance during training (stored in the checkpoint)")
@@ -78,13 +80,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         sections["gradual_pruning"] = after_step.state_dict
     tc = TrainConfig(task=args.task, action_repeat=args.action_repeat, preset=args.preset, steps=args.steps, seed=args.seed,
                      eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
-                     eval_mpc=not args.no_eval_mpc, threads=args.threads, resume=args.resume,
+                     eval_mpc=not args.no_eval_mpc, final_mpc=not args.no_final_mpc, threads=args.threads,
+                     resume=args.resume,
                      out=args.out or f"{args.task}_{args.preset}.pt")
     ck = train(tc, hooks=hooks, extra_sections=(lambda: {k: f() for k, f in sections.items()}) if sections else None,
                after_step=after_step)
     last = ck.training["evals"][-1]
     summary = {"task": args.task, "preset": args.preset, "checkpoint": tc.out, **ck.training}
-    text = (f"wrote {tc.out}: policy-only return {last['policy']:.1f}, MPC return {last.get('mpc', float('nan')):.1f} "
+    mpc = f", MPC return {last['mpc']:.1f}" if "mpc" in last else ""
+    text = (f"wrote {tc.out}: policy-only return {last['policy']:.1f}{mpc} "
             f"after {ck.training['env_steps']} env steps in {ck.training['wall_s']:.0f} s")
     if pruning:
         g = ck.extra["gradual_pruning"]

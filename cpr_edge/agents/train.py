@@ -132,7 +132,7 @@ def train(tc: TrainConfig, hooks: list[UpdateHook] | None = None,
     def do_eval(step: int, final: bool = False):
         row = {"env_steps": step, "wall_s": round(time.time() - t_start, 1),
                "policy": summary(evaluate(agent, tc.task, tc.eval_episodes, "policy", tc.seed, repeat))["mean"]}
-        if tc.eval_mpc or (final and tc.final_mpc):
+        if tc.final_mpc if final else tc.eval_mpc:
             row["mpc"] = summary(evaluate(agent, tc.task, tc.eval_episodes, "mpc", tc.seed, repeat))["mean"]
         history.append(row)
         log(f"eval @ {step} env steps: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "env_steps"))
