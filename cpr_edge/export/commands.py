@@ -14,6 +14,14 @@ def register(sub) -> None:
                                    "interpreter, attribute the action error to tensors and write the export "
                                    "folder (docs/export.md).")
     add_checkpoint_args(p)
+    p.add_argument("--policy", metavar="PT",
+                   help="instead of a checkpoint: a plain PyTorch policy, an nn.Sequential of Linear and ELU/ReLU/Tanh "
+                        "layers saved whole (torch.save(model, PT)) or as a state dict with --layers "
+                        "(docs/export.md, 'A plain PyTorch policy'); needs --calibration")
+    p.add_argument("--calibration", metavar="NPY",
+                   help="with --policy: policy inputs [N, inputs] (.npy) to calibrate on; every 5th row is held back "
+                        "for the TFLM verification")
+    p.add_argument("--layers", help="with --policy and a state dict: the layers in order, e.g. linear,elu,linear,tanh")
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
     p.add_argument("--io", choices=["int8", "float"], default="int8", help="model input/output type (default int8)")
     p.add_argument("--activations", choices=["int8", "int16"], default=None,
@@ -45,6 +53,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from cpr_edge.export.pipeline import export_checkpoint
 
     torch.set_num_threads(1)
+    if args.policy or args.calibration or args.layers:
+        return cmd_export_policy(args)
     from cpr_edge.agents.checkpoint import load_checkpoint
     from cpr_edge.export.pipeline import resolve_activations
 
@@ -60,4 +70,29 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"action error max {e['max_abs']:.4f} mean {e['mean_abs']:.4f}"
             + (f" (output LSB {q['scale']:.5f})" if "scale" in q else ""))
     emit(args, info, text)
+    return 0
+
+
+def cmd_export_policy(args: argparse.Namespace) -> int:
+    """``--policy PT --calibration NPY``: a plain nn.Sequential through the same stages."""
+    import sys
+
+    from cpr_edge.cli import emit
+    from cpr_edge.errors import CprError
+    from cpr_edge.export.sequential import export_sequential
+
+    if not args.policy or not args.calibration:
+        raise CprError("a plain PyTorch policy needs both --policy PT and --calibration NPY")
+    clash = [f for f, v in (("--checkpoint", args.checkpoint), ("--task", args.task), ("--preset", args.preset),
+                            ("--compare-granularity", args.compare_granularity)) if v]
+    if clash:
+        raise CprError(f"--policy exports a plain PyTorch policy; {', '.join(clash)} belong to checkpoint exports")
+    info = export_sequential(args.policy, args.calibration, args.out, layers=args.layers, io=args.io,
+                             granularity=args.granularity, allow_float=args.allow_float,
+                             prescale=args.input_prescale or "standardize", activations=args.activations or "int16",
+                             progress=lambda line: print(f"export: {line}", file=sys.stderr, flush=True))
+    e = info["error"]
+    emit(args, info, f"wrote {args.out}: {info['model_bytes']} bytes, ops {' '.join(info['op_resolver'])}, "
+                     f"TFLM arena {info['tflm']['arena_bytes']} bytes, output error max {e['max_abs']:.4f} "
+                     f"mean {e['mean_abs']:.4f} against the float policy")
     return 0
