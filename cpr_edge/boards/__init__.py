@@ -20,7 +20,7 @@ from cpr_edge.errors import CprError
 UART_DRIVERS = ("uart_cmsdk", "usart_stm32f4", "usart_stm32f1", "uart_nrf5x")
 CLOCK_DRIVERS = ("clock_stm32f4", "clock_stm32f1")
 """Clock set-up files in firmware/platform/ (a board without ``clock`` runs at its reset clock)."""
-FC_KERNELS = ("reference", "dsp", "dsp_rotate", "unrolled")
+FC_KERNELS = ("reference", "dsp", "dsp_rotate", "unrolled", "mve")  # mve: Cortex-M55 only
 COUNTER_KINDS = {"systick_icount": "instructions", "dwt_cyccnt": "cycles"}
 """Invoke counter kind -> the unit it counts in."""
 COUNTER_UNITS = {"cycles": 0, "instructions": 1}
