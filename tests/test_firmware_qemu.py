@@ -353,6 +353,15 @@ def test_bad_frames_get_errors_and_the_board_keeps_answering(an386_elf):
         board.send_raw(bytes([0xA5, INFER, 10, 0x01, 0x02]))  # len 513
         rtype, seq, body = board.read_frame()
         assert (rtype, seq, body[0], body[1]) == (ERROR, 10, BAD_LENGTH, INFER)
+        # a header longer than its type accepts (a lost byte shifts payload into len) is
+        # refused at once: the HELLO right behind it is not swallowed into a 300-byte candidate
+        board.send_raw(bytes([0xA5, INFER, 11]) + struct.pack("<H", 4 * n_in + 4)
+                       + encode(HELLO, 12, struct.pack("<I", 0x0000_0100)))
+        rtype, seq, body = board.read_frame()
+        assert (rtype, seq, body[0], body[1]) == (ERROR, 11, BAD_LENGTH, INFER)
+        rtype, seq, body = board.read_frame()
+        assert (rtype, seq) == (HELLO | 0x80, 12)
+        board.hello_once(0x0000_0101)
         # valid CRC but not a request type, wrong payload size, non-finite value, bad n
         assert board.error_of(board.request(0x09)) == (UNKNOWN_TYPE, 0x09)
         assert board.error_of(board.request(0x81)) == (UNKNOWN_TYPE, 0x81)
@@ -377,7 +386,7 @@ def test_bad_frames_get_errors_and_the_board_keeps_answering(an386_elf):
         # the stack the build reserved from measurement (memory.json), never filled
         mem = json.loads((an386_elf.parent / "memory.json").read_text())
         assert s["stack_size"] == mem["ram"]["stack_reserved"] and 0 < s["stack_used"] < s["stack_size"]
-        assert s["crc_errors"] == 1 and s["framing_errors"] == 5 and s["timeouts"] == 2
+        assert s["crc_errors"] == 1 and s["framing_errors"] == 6 and s["timeouts"] == 2
         assert s["overflows"] == 0
         assert s["infers"] == 0 and s["replays"] == 0  # none of the bad INFERs ran the model
         assert s["frames_ok"] >= 8

@@ -284,3 +284,19 @@ def test_a_noisy_wire_is_not_backed_off_but_silence_is():
     assert time.monotonic() - t < 5.0
     assert policy.wait(0.0, 0) == 0.05 and policy.wait(0.0, 3) == 0.4  # silence doubles
     link.close()
+
+
+def test_a_header_longer_than_the_awaited_reply_does_not_swallow_the_reply():
+    """A lost byte shifts payload into ``len``: a header claiming 300 bytes for a 12-byte
+    reply. Held to the awaited reply's size, the receiver drops it at once and finds the real
+    reply right behind it; without the limit it waits for 300 bytes that never come."""
+    reply = encode_frame(0x82, 7, b"\x00" * 12)
+    damaged = bytes([0xA5, 0x82, 7]) + struct.pack("<H", 300)
+    p = FrameParser()
+    assert p.feed(damaged + reply) == []  # the candidate swallows the reply
+    p = FrameParser()
+    p.limit = Link._limit_for(0x82, 12)
+    frames = p.feed(damaged + reply)
+    assert [(f.type, f.seq, len(f.payload)) for f in frames] == [(0x82, 7, 12)]
+    assert p.counters.bad_length == 1
+    assert p.limit(ERROR) == 2 and p.limit(0x84) == 0

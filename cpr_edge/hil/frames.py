@@ -66,6 +66,10 @@ class FrameParser:
     """
 
     def __init__(self):
+        self.limit = None
+        """``limit(type)``: the longest payload accepted for a frame type, or None for
+        ``MAX_PAYLOAD``; a longer header is dropped at once, before it can hold the candidate
+        open and swallow the frames after it (a lost byte shifts payload into ``len``)."""
         self.buf = bytearray()
         self.last_byte_at = 0.0
         self.counters = ParserCounters()
@@ -110,7 +114,7 @@ class FrameParser:
             if len(self.buf) < HEADER:
                 break
             n = struct.unpack_from("<H", self.buf, 3)[0]
-            if n > MAX_PAYLOAD:
+            if n > MAX_PAYLOAD or (self.limit is not None and n > self.limit(self.buf[1])):
                 self.counters.bad_length += 1
                 self._drop_sync()
                 continue

@@ -221,8 +221,11 @@ class Link:
         return self.parser.feed(data) if data else []
 
     def start(self, ftype: int, payload: bytes, reply_ok, what: str, timeout: float | None = None,
-              retries: int | None = None, boot_at: int | None = None) -> Pending:
-        """Send a request and return at once; ``finish`` waits for its verified reply."""
+              retries: int | None = None, boot_at: int | None = None, reply_len: int | None = None) -> Pending:
+        """Send a request and return at once; ``finish`` waits for its verified reply.
+        ``reply_len``: the reply's fixed payload size, which the receiver then holds every
+        header to (only this reply and ERROR frames can be accepted meanwhile)."""
+        self.parser.limit = self._limit_for(ftype | REPLY, reply_len)
         self.seq = (self.seq + 1) & 0xFF
         p = Pending(ftype, payload, reply_ok, what, self.policy.attempts if retries is None else retries + 1,
                     self.budget, boot_at, seq=self.seq)
@@ -338,9 +341,15 @@ class Link:
             raise BoardReset(p.what, self.boot_id, got)
 
     def request(self, ftype: int, payload: bytes, reply_ok, what: str, timeout: float | None = None,
-                retries: int | None = None, boot_at: int | None = None) -> bytes:
+                retries: int | None = None, boot_at: int | None = None, reply_len: int | None = None) -> bytes:
         """Send and return the reply payload once ``reply_ok(payload)`` accepts it."""
-        return self.finish(self.start(ftype, payload, reply_ok, what, timeout, retries, boot_at))
+        return self.finish(self.start(ftype, payload, reply_ok, what, timeout, retries, boot_at, reply_len))
+
+    @staticmethod
+    def _limit_for(reply_type: int, reply_len: int | None):
+        if reply_len is None:
+            return None
+        return lambda t: reply_len if t == reply_type else (2 if t == ERROR else 0)
 
     # --- messages ---------------------------------------------------------------
     def hello(self, timeout: float | None = None, retries: int | None = None) -> Hello:
@@ -372,7 +381,8 @@ class Link:
         if obs.size != h.input_len:
             raise LinkError(f"observation has {obs.size} elements; the board's model takes {h.input_len}")
         size = self._reply_size()
-        return self.start(INFER, obs.tobytes(), lambda p: len(p) == size, "INFER", boot_at=size - 4)
+        return self.start(INFER, obs.tobytes(), lambda p: len(p) == size, "INFER", boot_at=size - 4,
+                          reply_len=size)
 
     def infer_q_start(self, q: np.ndarray) -> Pending:
         """INFER_Q with the observation already prescaled and quantised (int8 or int16)."""
@@ -383,7 +393,7 @@ class Link:
                             f"got {q.size} of {q.dtype}")
         size = self._reply_size()
         return self.start(INFER_Q, q.astype(q.dtype.newbyteorder("<")).tobytes(),
-                          lambda p: len(p) == size, "INFER_Q", boot_at=size - 4)
+                          lambda p: len(p) == size, "INFER_Q", boot_at=size - 4, reply_len=size)
 
     def _need_hello(self) -> Hello:
         if self.hello_info is None:
@@ -409,7 +419,8 @@ class Link:
 
     def stats(self) -> dict:
         size = 4 * len(STATS_FIELDS)
-        p = self.request(STATS, b"", lambda p: len(p) == size, "STATS", boot_at=4 * STATS_FIELDS.index("boot_id"))
+        p = self.request(STATS, b"", lambda p: len(p) == size, "STATS", boot_at=4 * STATS_FIELDS.index("boot_id"),
+                         reply_len=size)
         return dict(zip(STATS_FIELDS, struct.unpack(f"<{len(STATS_FIELDS)}I", p)))
 
     def reset(self) -> None:

@@ -39,7 +39,8 @@ static void process(frame_parser *p)
 {
     while (p->n >= FRAME_HEADER_BYTES) {
         uint16_t len = header_len(p);
-        if (len > FRAME_MAX_PAYLOAD) {
+        uint16_t limit = p->max_len ? p->max_len(p->ctx, p->buf[1]) : FRAME_MAX_PAYLOAD;
+        if (len > FRAME_MAX_PAYLOAD || len > limit) {
             p->length_errors++;
             if (p->on_error)
                 p->on_error(p->ctx, FRAME_ERR_BAD_LENGTH, p->buf[1], p->buf[2]);
@@ -64,6 +65,11 @@ static void process(frame_parser *p)
             drop_front(p, 1);
         }
     }
+}
+
+void frame_parser_set_length_limit(frame_parser *p, frame_length_limit max_len)
+{
+    p->max_len = max_len;
 }
 
 void frame_parser_feed(frame_parser *p, uint8_t byte, uint32_t now_ms)

@@ -32,6 +32,8 @@ typedef struct {
 } frame;
 
 typedef void (*frame_handler)(void *ctx, const frame *f);
+/* The longest payload the receiver accepts for a frame type (at most FRAME_MAX_PAYLOAD). */
+typedef uint16_t (*frame_length_limit)(void *ctx, uint8_t type);
 typedef void (*frame_error_handler)(void *ctx, uint8_t code, uint8_t type, uint8_t seq);
 
 typedef struct {
@@ -40,17 +42,24 @@ typedef struct {
     uint32_t last_byte_ms;        /* arrival time of buf[n - 1] */
     frame_handler on_frame;
     frame_error_handler on_error;
+    frame_length_limit max_len; /* NULL: FRAME_MAX_PAYLOAD for every type */
     void *ctx;
     /* counters */
     uint32_t frames;     /* frames that passed the CRC */
     uint32_t crc_errors; /* complete frames with a bad CRC */
-    uint32_t length_errors; /* headers with len > FRAME_MAX_PAYLOAD */
+    uint32_t length_errors; /* headers whose len exceeds the type's limit */
     uint32_t timeouts;   /* candidate frames abandoned after FRAME_STALL_MS of silence */
     uint32_t discarded;  /* bytes dropped while searching for a sync */
 } frame_parser;
 
 void frame_parser_init(frame_parser *p, frame_handler on_frame, frame_error_handler on_error,
                        void *ctx);
+
+/* A header whose len exceeds max_len(ctx, type) is refused as soon as it is complete
+ * (BAD_LENGTH), as one over FRAME_MAX_PAYLOAD is: a header damaged in transit (a lost byte
+ * shifts the payload into len) would otherwise hold the candidate open and swallow the frames
+ * that follow, up to 519 bytes of them. */
+void frame_parser_set_length_limit(frame_parser *p, frame_length_limit max_len);
 
 /* Feeds one received byte; may call on_frame / on_error (several times, after a resync). */
 void frame_parser_feed(frame_parser *p, uint8_t byte, uint32_t now_ms);

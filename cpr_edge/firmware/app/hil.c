@@ -186,6 +186,15 @@ static int32_t request_len(uint8_t type)
     }
 }
 
+/* The parser's header check: a request no longer than its type's size; a type that is not
+ * a request carries no payload (its UNKNOWN_TYPE answer needs none). */
+static uint16_t request_len_limit(void *ctx, uint8_t type)
+{
+    (void)ctx;
+    const int32_t n = request_len(type);
+    return n < 0 ? 0u : (uint16_t)n;
+}
+
 static void on_frame(void *ctx, const frame *f)
 {
     hil_state *s = ctx;
@@ -224,6 +233,7 @@ void hil_init(hil_state *s)
 {
     memset(s, 0, sizeof(*s));
     frame_parser_init(&s->parser, on_frame, on_error, s);
+    frame_parser_set_length_limit(&s->parser, request_len_limit);
     /* BENCH before any INFER runs on the all-zero observation (prescaled like any other) */
     const float zeros[MODEL_INPUT_LEN] = {0};
     model_encode_input(zeros, model_in);
