@@ -24,7 +24,7 @@ def _check(d, rng, case, run):
     model = fc16_model(rng, *case)
     (d / "m.tflite").write_bytes(model)
     generate(d / "m.tflite", d)
-    assert "cpr_fc_s16_blocked(" in (d / "model.c").read_text()
+    assert "cpr_fc_s16_blocked_" in (d / "model.c").read_text()
     x = rng.integers(-32768, 32768, (100, case[0])).astype(np.int16)
     x[0], x[1] = 32767, -32768
     np.testing.assert_array_equal(run(d, x), tflm_outputs(model, x), err_msg=str(case))

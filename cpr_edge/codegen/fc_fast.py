@@ -2,8 +2,7 @@
 their bounds): one model.c that builds for every kernel variant, each taking its own
 kernel, weight layout and constants under the preprocessor (cpr_runtime.h):
 
-    CPR_FC_S8_FAST_MVE   (mve)          cpr_fc_s8_mve, 16-byte chunk layout (few-input layers:
-                                        cpr_fc_s8_few_inputs, as with DSP)
+    CPR_FC_S8_FAST_MVE   (mve)          cpr_fc_s8_mve, 16-byte chunk layout
     CPR_FC_S8_FAST       (dsp_rotate)   cpr_fc_s8_blocked or cpr_fc_s8_few_inputs, as
                                         fc_select.choose_dsp predicts cheaper, or the generic
                                         kernel when that is
@@ -28,9 +27,9 @@ def lower_fast(op, x, w, b, y, batches: int, per_channel: bool, mult: list[int],
     n_out, depth = w.shape
     k = f"fc{op.index}"
     dsp = fc_select.choose_dsp(depth, n_out, True)
-    # few inputs: the DSP records beat the MVE kernel's predicated tail on every row
-    # (kernel_speed.py: 5x128 3.8 against 5.3 instructions per MAC)
-    mve = "few_inputs" if dsp == "few_inputs" else "mve"
+    # the MVE kernel for every layer, few-input ones included (5 x 128 on mps3-an547: 2.91
+    # instructions/MAC, the DSP records 3.55)
+    mve = "mve"
     bias = b.data.reshape(-1).astype(np.int32) if b is not None else np.zeros(n_out, np.int32)
     few_records = fc_select.few_inputs_layout(w.data, fast) if dsp == "few_inputs" else None
     # the MVE kernel shifts with VSHL by a negative count: its shifts are stored negated
@@ -76,10 +75,21 @@ def lower_fast(op, x, w, b, y, batches: int, per_channel: bool, mult: list[int],
         params += [f"#elif {DSP}", fast_params(dsp)]
     params += ["#else", generic_params, "#endif"]
     args = f"{{t{x.index}}}, {batches}, {depth}, {k}_weights, {k}_bias, {n_out}, {{t{y.index}}});"
-    lines = [f"#if {MVE}", f"    cpr_fc_s8_{mve}(&{k}_fast, {args}"]
+    narrow = lo > -128 or hi < 127
+    lines = [f"#if {MVE}", f"    {entry_point(mve, per_channel, narrow, depth)}(&{k}_fast, {args}"]
     if dsp != "generic":
-        lines += [f"#elif {DSP}", f"    cpr_fc_s8_{dsp}(&{k}_fast, {args}"]
+        lines += [f"#elif {DSP}", f"    {entry_point(dsp, per_channel, narrow, depth)}(&{k}_fast, {args}"]
     lines += ["#else", f"    cpr_fully_connected_s8(&{k}_params, {args}", "#endif"]
     call = "\n".join(lines).lstrip()
     return Step(op, [x.index], [y.index], call, consts, ["\n".join(params)],
                 macs=batches * n_out * depth)
+
+
+def entry_point(kernel: str, per_channel: bool, narrow: bool, depth: int) -> str:
+    """The kernel's entry point for this layer's case (cpr_runtime.h CPR_FC_FAST_ENTRY): the
+    linker then keeps only the cases a model uses."""
+    if kernel == "few_inputs":
+        return f"cpr_fc_s8_few_inputs_{(depth + 1) // 2}" + ("_narrow" if narrow else "")
+    if kernel == "mve":  # clamps with VMAX/VMIN in every case
+        return f"cpr_fc_s8_mve_{'pc' if per_channel else 'pt'}"
+    return f"cpr_fc_s8_blocked_{'pc' if per_channel else 'pt'}" + ("_narrow" if narrow else "")

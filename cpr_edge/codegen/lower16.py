@@ -131,7 +131,10 @@ def _fully_connected_fast(op, x, w, b, y, n_out: int, depth: int, per_channel: b
               f"{int(per_channel)}}};\n#endif")
     args = (f"{_src('int16_t', x.index)}, {x.size // depth}, {depth}, {k}_weights, {k}_bias, "
             f"{n_out}, {_dst('int16_t', y.index)});")
-    call = (f"#if {fast}\n    cpr_fc_s16_blocked(&{k}_fast, {args}\n#else\n"
+    # the entry point of the layer's case, so that the linker keeps only the cases used
+    entry = (f"cpr_fc_s16_blocked_{'pc' if per_channel else 'pt'}"
+             + ("_narrow" if lo > -32768 or hi < 32767 else ""))
+    call = (f"#if {fast}\n    {entry}(&{k}_fast, {args}\n#else\n"
             f"    cpr_fully_connected_s16(&{k}_params, {args}\n#endif")
     return Step(op, [x.index], [y.index], call, consts, [params],
                 macs=(x.size // depth) * n_out * depth)

@@ -115,7 +115,29 @@ typedef struct {
     const int32_t *multipliers, *shifts, *rounds;
 } cpr_fc_fast_params;
 
+/* Each fast kernel also has one entry point per case (same arguments), which the code
+ * generator calls directly so that the linker keeps only those a model uses: _pt / _pc
+ * (per-tensor / per-channel) and _narrow (a fused activation narrower than the output type)
+ * for the blocked and MVE kernels, _1 .. _4 (ceil(in_depth / 2)) and _narrow for few_inputs.
+ * The unsuffixed names choose at run time. */
+#define CPR_FC_FAST_ENTRY(name)                                                             \
+    void name(const cpr_fc_fast_params *p, const int8_t *input, int32_t batches,            \
+              int32_t in_depth, const int8_t *weights, const int32_t *kbias,                \
+              int32_t out_depth, int8_t *output)
+
 #if defined(CPR_FC_S8_FAST)
+CPR_FC_FAST_ENTRY(cpr_fc_s8_blocked_pt);
+CPR_FC_FAST_ENTRY(cpr_fc_s8_blocked_pc);
+CPR_FC_FAST_ENTRY(cpr_fc_s8_blocked_pt_narrow);
+CPR_FC_FAST_ENTRY(cpr_fc_s8_blocked_pc_narrow);
+CPR_FC_FAST_ENTRY(cpr_fc_s8_few_inputs_1);
+CPR_FC_FAST_ENTRY(cpr_fc_s8_few_inputs_2);
+CPR_FC_FAST_ENTRY(cpr_fc_s8_few_inputs_3);
+CPR_FC_FAST_ENTRY(cpr_fc_s8_few_inputs_4);
+CPR_FC_FAST_ENTRY(cpr_fc_s8_few_inputs_1_narrow);
+CPR_FC_FAST_ENTRY(cpr_fc_s8_few_inputs_2_narrow);
+CPR_FC_FAST_ENTRY(cpr_fc_s8_few_inputs_3_narrow);
+CPR_FC_FAST_ENTRY(cpr_fc_s8_few_inputs_4_narrow);
 /* Blocks of 4 rows, the last block 1-3 rows, each block laid out group-interleaved: for each
  * 4-byte group of inputs, the block's rows' 4 bytes in turn, then each row's in_depth % 4
  * tail bytes (cpr_edge.codegen.fc_select.blocked_layout); 4-byte aligned. in_depth <= 1024
@@ -130,6 +152,8 @@ void cpr_fc_s8_few_inputs(const cpr_fc_fast_params *p, const int8_t *input, int3
                           int32_t out_depth, int8_t *output);
 #endif
 #if defined(CPR_FC_S8_FAST_MVE)
+CPR_FC_FAST_ENTRY(cpr_fc_s8_mve_pt);
+CPR_FC_FAST_ENTRY(cpr_fc_s8_mve_pc);
 /* Cortex-M55 MVE: blocks of 4 rows (the last 1-3), for each 16-byte chunk of inputs the
  * block's rows' 16 bytes in turn, then each row's in_depth % 16 tail bytes
  * (cpr_edge.codegen.fc_select.mve_layout); no alignment needed. */
@@ -188,6 +212,15 @@ typedef struct {
 void cpr_fc_s16_blocked(const cpr_fc16_fast_params *p, const int16_t *input, int32_t batches,
                         int32_t in_depth, const int8_t *weights, const int64_t *bias,
                         int32_t out_depth, int16_t *output);
+/* its entry points per case (see CPR_FC_FAST_ENTRY) */
+#define CPR_FC16_FAST_ENTRY(name)                                                           \
+    void name(const cpr_fc16_fast_params *p, const int16_t *input, int32_t batches,         \
+              int32_t in_depth, const int8_t *weights, const int64_t *bias,                 \
+              int32_t out_depth, int16_t *output)
+CPR_FC16_FAST_ENTRY(cpr_fc_s16_blocked_pt);
+CPR_FC16_FAST_ENTRY(cpr_fc_s16_blocked_pc);
+CPR_FC16_FAST_ENTRY(cpr_fc_s16_blocked_pt_narrow);
+CPR_FC16_FAST_ENTRY(cpr_fc_s16_blocked_pc_narrow);
 #endif
 
 /* TANH / LOGISTIC int16 (zero points 0, output scale 2^-15), TFLM's table interpolation. */

@@ -158,22 +158,31 @@ static CPR_ALWAYS_INLINE void kernel(const cpr_fc16_fast_params *p, const int16_
     }
 }
 
+/* One entry point per case, so that the linker keeps only the ones a model calls (the code
+ * generator calls them directly); cpr_fc_s16_blocked chooses at run time. */
+#define CPR_FC16_ENTRY(name, per_channel, narrow)                                              \
+    void name(const cpr_fc16_fast_params *p, const int16_t *input, int32_t batches,           \
+              int32_t in_depth, const int8_t *weights, const int64_t *bias, int32_t out_depth,  \
+              int16_t *output)                                                                 \
+    {                                                                                          \
+        kernel(p, input, batches, in_depth, weights, bias, out_depth, output, per_channel,     \
+               narrow);                                                                        \
+    }
+CPR_FC16_ENTRY(cpr_fc_s16_blocked_pt, 0, 0)
+CPR_FC16_ENTRY(cpr_fc_s16_blocked_pc, 1, 0)
+CPR_FC16_ENTRY(cpr_fc_s16_blocked_pt_narrow, 0, 1)
+CPR_FC16_ENTRY(cpr_fc_s16_blocked_pc_narrow, 1, 1)
+
 void cpr_fc_s16_blocked(const cpr_fc16_fast_params *p, const int16_t *input, int32_t batches,
                         int32_t in_depth, const int8_t *weights, const int64_t *bias,
                         int32_t out_depth, int16_t *output)
 {
     const int narrow = p->act_min > -32768 || p->act_max < 32767;
-    if (p->per_channel) {
-        if (narrow) {
-            kernel(p, input, batches, in_depth, weights, bias, out_depth, output, 1, 1);
-        } else {
-            kernel(p, input, batches, in_depth, weights, bias, out_depth, output, 1, 0);
-        }
-    } else if (narrow) {
-        kernel(p, input, batches, in_depth, weights, bias, out_depth, output, 0, 1);
-    } else {
-        kernel(p, input, batches, in_depth, weights, bias, out_depth, output, 0, 0);
-    }
+    void (*const f)(const cpr_fc16_fast_params *, const int16_t *, int32_t, int32_t,
+                    const int8_t *, const int64_t *, int32_t, int16_t *) =
+        p->per_channel ? (narrow ? cpr_fc_s16_blocked_pc_narrow : cpr_fc_s16_blocked_pc)
+                       : (narrow ? cpr_fc_s16_blocked_pt_narrow : cpr_fc_s16_blocked_pt);
+    f(p, input, batches, in_depth, weights, bias, out_depth, output);
 }
 #else
 typedef int cpr_fc_s16_blocked_not_selected; /* keeps the translation unit non-empty */

@@ -180,23 +180,32 @@ static CPR_ALWAYS_INLINE void kernel(const cpr_fc_fast_params *p, const int8_t *
     }
 }
 
+/* One entry point per case, so that the linker keeps only the ones a model calls (the code
+ * generator calls them directly); cpr_fc_s8_blocked chooses at run time. */
+#define CPR_FC_BLOCKED_ENTRY(name, per_channel, narrow)                                        \
+    void name(const cpr_fc_fast_params *p, const int8_t *input, int32_t batches,              \
+              int32_t in_depth, const int8_t *weights, const int32_t *kbias, int32_t out_depth, \
+              int8_t *output)                                                                  \
+    {                                                                                          \
+        int32_t wide[2 * (in_depth >> 2) + 1]; /* in_depth <= 1024: at most 2 KB */            \
+        kernel(p, input, batches, in_depth, weights, kbias, out_depth, output, wide,          \
+               per_channel, narrow);                                                          \
+    }
+CPR_FC_BLOCKED_ENTRY(cpr_fc_s8_blocked_pt, 0, 0)
+CPR_FC_BLOCKED_ENTRY(cpr_fc_s8_blocked_pc, 1, 0)
+CPR_FC_BLOCKED_ENTRY(cpr_fc_s8_blocked_pt_narrow, 0, 1)
+CPR_FC_BLOCKED_ENTRY(cpr_fc_s8_blocked_pc_narrow, 1, 1)
+
 void cpr_fc_s8_blocked(const cpr_fc_fast_params *p, const int8_t *input, int32_t batches,
                        int32_t in_depth, const int8_t *weights, const int32_t *kbias,
                        int32_t out_depth, int8_t *output)
 {
-    int32_t wide[2 * (in_depth >> 2) + 1]; /* in_depth <= 1024: at most 2 KB */
     const int narrow = p->act_min > -128 || p->act_max < 127;
-    if (p->per_channel) {
-        if (narrow) {
-            kernel(p, input, batches, in_depth, weights, kbias, out_depth, output, wide, 1, 1);
-        } else {
-            kernel(p, input, batches, in_depth, weights, kbias, out_depth, output, wide, 1, 0);
-        }
-    } else if (narrow) {
-        kernel(p, input, batches, in_depth, weights, kbias, out_depth, output, wide, 0, 1);
-    } else {
-        kernel(p, input, batches, in_depth, weights, kbias, out_depth, output, wide, 0, 0);
-    }
+    void (*const f)(const cpr_fc_fast_params *, const int8_t *, int32_t, int32_t,
+                    const int8_t *, const int32_t *, int32_t, int8_t *) =
+        p->per_channel ? (narrow ? cpr_fc_s8_blocked_pc_narrow : cpr_fc_s8_blocked_pc)
+                       : (narrow ? cpr_fc_s8_blocked_pt_narrow : cpr_fc_s8_blocked_pt);
+    f(p, input, batches, in_depth, weights, kbias, out_depth, output);
 }
 #else
 typedef int cpr_fc_s8_blocked_not_selected; /* keeps the translation unit non-empty */

@@ -153,15 +153,28 @@ static CPR_ALWAYS_INLINE void kernel(const cpr_fc_fast_params *p, const int8_t *
     }
 }
 
+/* per-tensor and per-channel entry points (the generator calls them directly, the linker
+ * keeps what is called); cpr_fc_s8_mve chooses at run time */
+void cpr_fc_s8_mve_pt(const cpr_fc_fast_params *p, const int8_t *input, int32_t batches,
+                      int32_t in_depth, const int8_t *weights, const int32_t *kbias,
+                      int32_t out_depth, int8_t *output)
+{
+    kernel(p, input, batches, in_depth, weights, kbias, out_depth, output, 0);
+}
+
+void cpr_fc_s8_mve_pc(const cpr_fc_fast_params *p, const int8_t *input, int32_t batches,
+                      int32_t in_depth, const int8_t *weights, const int32_t *kbias,
+                      int32_t out_depth, int8_t *output)
+{
+    kernel(p, input, batches, in_depth, weights, kbias, out_depth, output, 1);
+}
+
 void cpr_fc_s8_mve(const cpr_fc_fast_params *p, const int8_t *input, int32_t batches,
                    int32_t in_depth, const int8_t *weights, const int32_t *kbias,
                    int32_t out_depth, int8_t *output)
 {
-    if (p->per_channel) {
-        kernel(p, input, batches, in_depth, weights, kbias, out_depth, output, 1);
-    } else {
-        kernel(p, input, batches, in_depth, weights, kbias, out_depth, output, 0);
-    }
+    (p->per_channel ? cpr_fc_s8_mve_pc : cpr_fc_s8_mve_pt)(p, input, batches, in_depth, weights,
+                                                           kbias, out_depth, output);
 }
 #else
 typedef int cpr_fc_s8_mve_not_selected; /* keeps the translation unit non-empty */
