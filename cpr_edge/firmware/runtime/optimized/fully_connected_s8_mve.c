@@ -15,6 +15,9 @@
 #include "cpr_runtime.h"
 
 #if defined(CPR_FC_S8_FAST_MVE)
+#if !(defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1))
+#error "the mve FULLY_CONNECTED variant needs a core with MVE (-mcpu=cortex-m55)"
+#endif
 #include <arm_mve.h>
 
 #include "requant_fast.h" /* CPR_ALWAYS_INLINE */
