@@ -84,10 +84,15 @@ def test_calibrated_ranges_are_the_converters(standardized):
 
 
 def test_int8_forward_is_bit_exact_and_fake_quant_within_one_lsb_on_random_inputs(standardized):
-    """Random inputs, wider than the calibration range (so clamping is exercised too)."""
+    """Random inputs, wider than the calibration range (so clamping is exercised too). The
+    integer path runs on the exported model's activation ranges: its own calibration agrees
+    with the converter's only to float32 rounding (test above), and a scale 3e-7 off already
+    moves an output by 1 LSB on some input (seen: 1 of 400)."""
     out, info, ck = standardized
     calib, _ = split_observations(ck)
     fq, off, gain = _policy(ck, info, calib)
+    fq.qparams = [(float(np.asarray(t["scale"]).reshape(-1)[0]), int(np.asarray(t["zero_point"]).reshape(-1)[0]))
+                  for t in info["tensors"] if not t["constant"]]
     x = np.random.default_rng(1).uniform(-6, 6, (400, ck.arch.obs_dim)).astype(np.float32)
     data = (out / "model_int8.tflite").read_bytes()
     tflm = run_tflm(data, x, info["input"], info["output"], info["tflm"]["arena_bytes"])
@@ -146,7 +151,7 @@ def test_16x8_recovery_trains_on_the_converters_int16_ranges(tiny_checkpoint, tm
 
 
 def test_qat_brings_the_int8_policy_closer_to_the_float_teacher(shipped_cartpole_small):
-    """On the trained cartpole policy (int8 error mean ~0.076 with standardize): held-back
+    """On the trained cartpole policy (int8 error mean ~0.063 with standardize): held-back
     int8 actions (the integer path, bit-exact to TFLM) against the float teacher."""
     from cpr_edge.quant.qat import QatConfig, qat_recover
 
@@ -161,7 +166,10 @@ def test_qat_brings_the_int8_policy_closer_to_the_float_teacher(shipped_cartpole
         return float(np.abs(int8_forward(fq, (held - off) * gain)[-1] / 128.0 - want).mean())
 
     before = err()
-    rec = qat_recover(ck.agent, teacher, ck, "standardize", QatConfig(steps=400, lr=3e-4))
+    # lr 3e-5: on the shipped checkpoint retrained with its trace (int8 error 0.063 before,
+    # 0.076 on the earlier one) 400 steps at the default 3e-4 raise the held-back objective and
+    # are reverted; at 3e-5 the error falls 12 % (measured 2026-12-02)
+    rec = qat_recover(ck.agent, teacher, ck, "standardize", QatConfig(steps=400, lr=3e-5))
     after = err()
     assert rec["loss_last"] < rec["loss_first"]
     assert after < 0.9 * before, (before, after)
