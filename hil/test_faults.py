@@ -48,7 +48,7 @@ def test_byte_faults_complete_and_never_apply_a_wrong_action(emulated, model_dir
 
 def test_faults_from_the_first_byte_handshake_included(emulated, model_dir, task):
     # 1 %, not 5 %: the HELLO reply is ~110 bytes (board and firmware names), so at 5 % per byte
-    # both ways only ~0.4 % of HELLO round trips get through and 51 attempts do not suffice
+    # both ways only ~0.4 % of HELLO round trips get through and 64 attempts do not suffice
     r = run_condition(emulated, model_dir, task, SEEDS[:1], FaultConfig(drop=0.01, seed=21),
                       clean_handshake=False)
     assert r.silent_wrong == 0 and r.completion_rate == 1.0, r.failed_reasons
