@@ -11,6 +11,7 @@
  * with the TFLM interpreter and lists the inputs where the two quantised results differ:
  * exc_q (sorted) / exc_y hold TFLM's output for those. The result is TFLM's for every input. */
 #include "cpr_runtime.h"
+#include "elu_exceptions.h"
 #include "float_round.h"
 
 #define CPR_LN2_HI 0x1.62e4p-1f       /* ln 2 split for an exact k * ln2_hi */
@@ -46,17 +47,9 @@ void cpr_elu_island_s16(const cpr_elu16_params *p, const int16_t *input, int32_t
 {
     for (int32_t i = 0; i < n; ++i) {
         const int32_t q = input[i];
-        int32_t lo = 0, hi = p->exceptions; /* binary search of the sorted exception list */
-        while (lo < hi) {
-            const int32_t mid = (lo + hi) >> 1;
-            if (p->exc_q[mid] < q) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        if (lo < p->exceptions && p->exc_q[lo] == q) {
-            output[i] = p->exc_y[lo];
+        const int32_t k = cpr_elu_find_exception(p->exc_q, p->exceptions, q);
+        if (k >= 0) {
+            output[i] = p->exc_y[k];
             continue;
         }
         const float x = p->input_scale * (float)(q - p->input_zero_point);

@@ -12,20 +12,7 @@
  * so the list is searched only for inputs that close to one half. The result is TFLM's for
  * every input. */
 #include "cpr_runtime.h"
-
-static int32_t find_exception(const cpr_elu16_int_params *p, int32_t q)
-{
-    int32_t lo = 0, hi = p->exceptions; /* binary search of the sorted exception list */
-    while (lo < hi) {
-        const int32_t mid = (lo + hi) >> 1;
-        if (p->exc_q[mid] < q) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo < p->exceptions && p->exc_q[lo] == q ? lo : -1;
-}
+#include "elu_exceptions.h"
 
 void cpr_elu_island_s16_int(const cpr_elu16_int_params *p, const int16_t *input, int32_t n,
                             int16_t *output)
@@ -55,7 +42,7 @@ void cpr_elu_island_s16_int(const cpr_elu16_int_params *p, const int16_t *input,
             const uint64_t frac = mag & ((half << 1) - 1u);
             const uint64_t dist = frac > half ? frac - half : half - frac;
             if (dist <= (uint64_t)guard) {
-                const int32_t k = find_exception(p, q);
+                const int32_t k = cpr_elu_find_exception(p->exc_q, p->exceptions, q);
                 if (k >= 0) {
                     output[i] = p->exc_y[k];
                     continue;
