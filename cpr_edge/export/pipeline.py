@@ -52,6 +52,20 @@ def build_int8(saved_model: Path, calib: np.ndarray, io: str, granularity: str,
             "converter_ops": flatbuffer.op_names(flatbuffer.load_model(raw))}
 
 
+def output_error(got: np.ndarray, want: np.ndarray, output_q: dict, reference: str) -> dict:
+    """export.json ``error``: TFLM's outputs against the float reference's, also in output LSBs."""
+    if got.shape != want.shape:
+        raise CprError(f"TFLM output shape {list(got.shape)} differs from PyTorch {list(want.shape)}")
+    err = np.abs(got - want)
+    error = {"max_abs": float(err.max()), "mean_abs": float(err.mean()),
+             "rmse": float(np.sqrt((err ** 2).mean())), "p99_abs": float(np.quantile(err, 0.99)),
+             "observations": int(len(got)), "reference": reference}
+    if "scale" in output_q:
+        error["max_lsb"] = error["max_abs"] / output_q["scale"]
+        error["mean_lsb"] = error["mean_abs"] / output_q["scale"]
+    return error
+
+
 def verify(data: bytes, model, ck: Checkpoint, held: np.ndarray, prescale, work: Path, name: str) -> dict:
     """Smallest TFLM arena, then TFLM actions at exactly that arena against PyTorch float.
 
@@ -62,17 +76,8 @@ def verify(data: bytes, model, ck: Checkpoint, held: np.ndarray, prescale, work:
     input_q, output_q = flatbuffer.io_quant(model, "input"), flatbuffer.io_quant(model, "output")
     offset, gain = prescale
     got = run_tflm(data, (held - offset) * gain, input_q, output_q, arena)
-    want = reference_actions(ck, held)
-    if got.shape != want.shape:
-        raise CprError(f"TFLM output shape {list(got.shape)} differs from PyTorch {list(want.shape)}")
-    err = np.abs(got - want)
-    error = {"max_abs": float(err.max()), "mean_abs": float(err.mean()),
-             "rmse": float(np.sqrt((err ** 2).mean())), "p99_abs": float(np.quantile(err, 0.99)),
-             "observations": int(len(held)),
-             "reference": "PyTorch float encoder -> pi (tanh mean) on held-back replay observations"}
-    if "scale" in output_q:
-        error["max_lsb"] = error["max_abs"] / output_q["scale"]
-        error["mean_lsb"] = error["mean_abs"] / output_q["scale"]
+    error = output_error(got, reference_actions(ck, held), output_q,
+                         "PyTorch float encoder -> pi (tanh mean) on held-back replay observations")
     tflm = {"arena_bytes": int(arena), "arena_search_tries": int(tries), "allocations": allocations,
             "interpreter": f"tflite-micro {_version('tflite_micro')} (Python, {platform.machine()})"}
     return {"tflm": tflm, "error": error}

@@ -27,7 +27,7 @@ from torch import nn
 from cpr_edge.errors import CprError
 from cpr_edge.export import c_array, flatbuffer
 from cpr_edge.export.onnx_graph import OPSET, export_onnx, input_prescale
-from cpr_edge.export.pipeline import FORMAT, VERSION, _version, build_int8
+from cpr_edge.export.pipeline import FORMAT, VERSION, _version, build_int8, output_error
 from cpr_edge.export.quantize import ACTIVATIONS, GRANULARITIES, IO_TYPES, import_tensorflow, onnx_to_saved_model
 from cpr_edge.export.tflm_ops import op_resolver_header
 from cpr_edge.export.tflm_run import run_tflm, smallest_arena
@@ -215,15 +215,7 @@ def _export(model, policy, calibration, out_dir, calib, held, offset, gain, io, 
         got = run_tflm(data, (held - offset) * gain, input_q, output_q, arena)
         with torch.no_grad():
             want = model(torch.as_tensor(held)).numpy()
-        if got.shape != want.shape:
-            raise CprError(f"TFLM output shape {list(got.shape)} differs from PyTorch {list(want.shape)}")
-        err = np.abs(got - want)
-        error = {"max_abs": float(err.max()), "mean_abs": float(err.mean()),
-                 "rmse": float(np.sqrt((err ** 2).mean())), "p99_abs": float(np.quantile(err, 0.99)),
-                 "observations": int(len(held)),
-                 "reference": "PyTorch float policy on the held-back calibration rows"}
-        if "scale" in output_q:
-            error["max_lsb"], error["mean_lsb"] = error["max_abs"] / output_q["scale"], error["mean_abs"] / output_q["scale"]
+        error = output_error(got, want, output_q, "PyTorch float policy on the held-back calibration rows")
         times["verify"] = time.perf_counter() - t
         say(f"      arena {arena} bytes, output error max {error['max_abs']:.4f} mean {error['mean_abs']:.4f}")
 
