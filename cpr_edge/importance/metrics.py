@@ -157,3 +157,17 @@ class RandomScore:
 GRADIENT_METRICS = {"grad": GradientSaliency, "fisher": FisherSaliency, "bayes": LaplaceSNR}
 WEIGHT_METRICS = {"l1": L1Magnitude, "l2": L2Magnitude, "random": RandomScore}
 METRICS = (*GRADIENT_METRICS, *WEIGHT_METRICS)
+
+POSTHOC_SUFFIX = "-posthoc"
+POSTHOC_METRICS = tuple(m + POSTHOC_SUFFIX for m in GRADIENT_METRICS)
+"""``grad-posthoc`` etc.: the gradient metric scored post hoc on the replay sample even when the
+checkpoint carries a matching training trace (the plain names prefer the trace)."""
+PRUNE_METRICS = (*METRICS, *POSTHOC_METRICS)
+"""Every name a one-shot prune (prune, sweep, boundary, fit, prune-and-flash) accepts."""
+
+
+def split_metric(name: str) -> tuple[str, bool]:
+    """``"fisher-posthoc"`` -> ``("fisher", True)``; any other name -> ``(name, False)``."""
+    if name in POSTHOC_METRICS:
+        return name[: -len(POSTHOC_SUFFIX)], True
+    return name, False

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-METRIC_CHOICES = ("grad", "fisher", "bayes", "l1", "l2", "random")
+METRIC_CHOICES = ("grad", "fisher", "bayes", "l1", "l2", "random", "grad-posthoc", "fisher-posthoc", "bayes-posthoc")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -14,7 +14,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recover-steps", type=int, default=300, help="recovery steps (default 300)")
     p.add_argument("--episodes", type=int, default=5, help="policy-only evaluation episodes (default 5)")
     p.add_argument("--posthoc-steps", type=int, default=16,
-                   help="gradient steps on the replay sample when the checkpoint has no importance trace")
+                   help="gradient steps on the replay sample when the checkpoint has no importance trace "
+                        "(or the metric is a -posthoc one)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 

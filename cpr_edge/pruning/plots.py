@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from cpr_edge.fileio import atomic_path
+from cpr_edge.importance.metrics import split_metric
 
 COLORS = {"grad": "tab:blue", "fisher": "tab:orange", "bayes": "tab:green", "l1": "tab:red",
           "l2": "tab:purple", "random": "tab:gray"}
@@ -46,8 +47,10 @@ def plot_sweep(rows: list[dict], path: Path, y: str = "return", ylabel: str = "p
             mean = np.array([np.mean(by_x[v]) for v in xs])
             lo = np.array([np.min(by_x[v]) for v in xs])
             hi = np.array([np.max(by_x[v]) for v in xs])
-            ax.plot(xs, mean, "o-", color=COLORS.get(metric), label=metric)
-            ax.fill_between(xs, lo, hi, color=COLORS.get(metric), alpha=0.15)
+            base, posthoc = split_metric(metric)  # fisher-posthoc: fisher's colour, dashed
+            color = COLORS.get(base)
+            ax.plot(xs, mean, "o--" if posthoc else "o-", color=color, label=metric)
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.15)
         if baseline in sub[0]:
             ax.axhline(np.mean([float(r[baseline]) for r in sub]), ls="--", color="k", lw=1, label="unpruned")
         if logy:

@@ -10,9 +10,9 @@ import torch
 from cpr_edge.agents.checkpoint import Checkpoint
 from cpr_edge.agents.evaluate import evaluate
 from cpr_edge.errors import CprError
-from cpr_edge.importance.metrics import METRICS
+from cpr_edge.importance.metrics import PRUNE_METRICS
 from cpr_edge.pruning.allocation import ALLOCATIONS, DEPLOYED, TARGETS, Bounds, count, told_allocate
-from cpr_edge.pruning.pruner import ADDITIVE, importance_scores, latent_sizes, lowest, prune_agent, weights_per_unit
+from cpr_edge.pruning.pruner import importance_scores, is_additive, latent_sizes, lowest, prune_agent, weights_per_unit
 from cpr_edge.pruning.recovery import RECOVERIES, distill, finetune
 from cpr_edge.quant.calibration import train_and_held, training_episodes
 from cpr_edge.quant.qat import QatConfig, qat_recover
@@ -22,8 +22,8 @@ def check_args(metric: str, ratio: float, allocation: str, target: str, recover:
                allow_zero: bool = False) -> None:
     """``allow_zero``: ratio 0 (nothing removed) is valid, as when ``cpr-edge fit`` finds the
     unpruned model fits its board."""
-    if metric not in METRICS:
-        raise CprError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if metric not in PRUNE_METRICS:
+        raise CprError(f"unknown metric {metric!r}; choose one of {', '.join(PRUNE_METRICS)}")
     if not (isinstance(ratio, (int, float)) and (0.0 <= ratio if allow_zero else 0.0 < ratio) and ratio < 1.0):
         raise CprError(f"--ratio must be a fraction strictly between 0 and 1, got {ratio}")
     if allocation not in ALLOCATIONS:
@@ -51,7 +51,7 @@ def prune_structure(agent, groups, scores, metric: str, ratio: float, target: st
                     allocation: str = "component", bounds: Bounds | None = None, seed: int = 0):
     """The agent with ``ratio`` of its ``target`` parameters removed by ``scores`` (no recovery):
     ``(pruned agent, removed units, kept units, group sizes)``. Ratio 0 removes nothing."""
-    per_weight = weights_per_unit(agent, groups) if metric in ADDITIVE else None
+    per_weight = weights_per_unit(agent, groups) if is_additive(metric) else None
     n_remove = (told_allocate(agent.arch, groups, scores, ratio, target, allocation, bounds, per_weight)
                 if ratio > 0 else {})
     removed = {n: lowest(scores[n], k) for n, k in n_remove.items()}

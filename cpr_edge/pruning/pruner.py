@@ -8,7 +8,7 @@ import torch
 from cpr_edge.agents.tdmpc import TDMPC
 from cpr_edge.errors import CprError
 from cpr_edge.importance.groups import UnitGroup, reduce_units, told_groups
-from cpr_edge.importance.metrics import METRICS, WEIGHT_METRICS
+from cpr_edge.importance.metrics import PRUNE_METRICS, WEIGHT_METRICS, split_metric
 from cpr_edge.importance.posthoc import posthoc_importance
 from cpr_edge.importance.tracker import ImportanceTracker
 from cpr_edge.pruning.allocation import arch_with
@@ -24,10 +24,12 @@ def importance_scores(agent: TDMPC, metric: str, importance: dict | None, replay
     """Per-unit scores of ``metric`` and where they came from (``trace``, ``posthoc``, ``weights``).
 
     Gradient metrics use the checkpoint's training trace when it matches the model, else
-    ``posthoc_steps`` gradient steps on the replay sample (no optimiser step).
+    ``posthoc_steps`` gradient steps on the replay sample (no optimiser step); a ``-posthoc``
+    name (``fisher-posthoc``) takes the post hoc scores even when the trace matches.
     """
-    if metric not in METRICS:
-        raise CprError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if metric not in PRUNE_METRICS:
+        raise CprError(f"unknown metric {metric!r}; choose one of {', '.join(PRUNE_METRICS)}")
+    metric, force_posthoc = split_metric(metric)
     groups = told_groups(agent.model)
     weights = {n: p.detach() for n, p in agent.model.named_parameters()}
     if metric in WEIGHT_METRICS:
@@ -35,7 +37,7 @@ def importance_scores(agent: TDMPC, metric: str, importance: dict | None, replay
         scorer = cls(groups, seed) if metric == "random" else cls(groups)
         return groups, scorer(weights), "weights"
     tracker, source = None, "trace"
-    if importance and importance.get("metrics") and importance.get("updates", 0) > 0:
+    if not force_posthoc and importance and importance.get("metrics") and importance.get("updates", 0) > 0:
         try:
             tracker = ImportanceTracker.from_state_dict(importance, agent.model)
         except CprError:
@@ -43,6 +45,11 @@ def importance_scores(agent: TDMPC, metric: str, importance: dict | None, replay
     if tracker is None:
         tracker, source = posthoc_importance(agent, replay, posthoc_steps, posthoc_batch, seed), "posthoc"
     return groups, tracker.scores(metric, weights, smoothing), source
+
+
+def is_additive(metric: str) -> bool:
+    """Does ``metric`` (any accepted name) sum over a unit's weights?"""
+    return split_metric(metric)[0] in ADDITIVE
 
 
 def weights_per_unit(agent: TDMPC, groups: list[UnitGroup]) -> dict[str, torch.Tensor]:
