@@ -1,4 +1,4 @@
-"""``cpr-edge train`` and ``cpr-edge eval``."""
+"""``cpr-edge train``, ``cpr-edge eval`` and ``cpr-edge distill-planner``."""
 from __future__ import annotations
 
 import argparse
@@ -53,6 +53,39 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("distill-planner", help="train the policy prior to act as the MPC planner (DAgger)",
+                       description="The board runs encoder -> pi, not the planner: roll out episodes (the "
+                                   "planner's action executed with a decaying probability, pi's otherwise), "
+                                   "label every visited observation with the planner's action, aggregate, and "
+                                   "train pi (encoder frozen) to match. Writes OUT with a planner_distillation "
+                                   "section (docs/training.md).")
+    add_checkpoint_args(p)
+    p.add_argument("--out", required=True, help="distilled checkpoint path (written after every iteration)")
+    p.add_argument("--iterations", type=int, default=6, help="rollout-label-train iterations (default 6)")
+    p.add_argument("--episodes", type=int, default=4, help="episodes labelled per iteration (default 4)")
+    p.add_argument("--steps", type=int, default=2000, help="pi gradient steps per iteration (default 2000)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate of pi (default 3e-4)")
+    p.add_argument("--beta", type=float, default=1.0,
+                   help="probability of executing the planner's action at iteration 0 (default 1)")
+    p.add_argument("--beta-decay", type=float, default=0.5, help="beta factor per iteration (default 0.5)")
+    p.add_argument("--q-weight", type=float, default=0.0,
+                   help="weight of TD-MPC's policy objective (-Q / mean |Q|) as a regulariser (default 0)")
+    p.add_argument("--max-episode-steps", type=int, default=None, metavar="T",
+                   help="agent steps per rollout (default whole episodes)")
+    p.add_argument("--plan-iterations", type=int, default=None, help="labelling planner's MPPI iterations "
+                                                                     "(default the checkpoint's, 6)")
+    p.add_argument("--plan-samples", type=int, default=None, help="labelling planner's samples (default the "
+                                                                  "checkpoint's, 512)")
+    p.add_argument("--eval-episodes", type=int, default=10,
+                   help="policy-only episodes before and after (held-out seeds, as cpr-edge eval --seed)")
+    p.add_argument("--iteration-eval-episodes", type=int, default=5,
+                   help="policy-only episodes after each iteration (default 5; 0: none)")
+    p.add_argument("--mpc-episodes", type=int, default=0, help="MPC episodes at the end (default 0: skipped)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_distill_planner)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -149,4 +182,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
         label = "policy-only" if mode == "policy" else "MPC"
         lines.append(f"  {label:12s} return {s['mean']:7.1f} ± {s['std']:.1f}")
     emit(args, out, "\n".join(lines))
+    return 0
+
+
+def cmd_distill_planner(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cpr_edge.agents.planner_distill import DistillConfig, check_checkpoint, check_config, distill_planner
+    from cpr_edge.cli import emit
+    from cpr_edge.errors import CprError
+
+    dc = DistillConfig(iterations=args.iterations, episodes=args.episodes, steps=args.steps,
+                       batch_size=args.batch_size, lr=args.lr, beta=args.beta, beta_decay=args.beta_decay,
+                       q_weight=args.q_weight, max_episode_steps=args.max_episode_steps,
+                       plan_iterations=args.plan_iterations, plan_samples=args.plan_samples,
+                       eval_episodes=args.eval_episodes, iteration_eval_episodes=args.iteration_eval_episodes,
+                       mpc_episodes=args.mpc_episodes, seed=args.seed)
+    check_config(dc)
+    if Path(args.out).is_dir():
+        raise CprError(f"--out {args.out} is a folder; give the checkpoint file to write")
+    import torch
+
+    from cpr_edge.agents.checkpoint import load_checkpoint, resolve_checkpoint
+
+    torch.set_num_threads(1)
+    ck = load_checkpoint(resolve_checkpoint(args.checkpoint, args.task, args.preset))
+    check_checkpoint(ck)
+    s = distill_planner(ck, dc, args.out, log=_log)
+    before, after = s["return_before"], s["return_after"]
+    text = (f"wrote {args.out}: policy-only return {after['mean']:.1f} ± {after['std']:.1f} over {dc.eval_episodes} "
+            f"episodes (was {before['mean']:.1f} ± {before['std']:.1f}); {s['labelled_states']} states labelled by "
+            f"the planner in {dc.iterations} iterations, {s['wall_s']:.0f} s")
+    if "mpc_after" in s:
+        text += f"; MPC {s['mpc_after']['mean']:.1f} ± {s['mpc_after']['std']:.1f} over {dc.mpc_episodes} episodes"
+    emit(args, {"checkpoint": args.out, "task": ck.task, **{k: v for k, v in s.items() if k != "previous"}}, text)
     return 0
