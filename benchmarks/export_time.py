@@ -67,8 +67,9 @@ def closed_loop(path: Path, folder: Path, info: dict, episodes: int) -> dict:
         return dequantize_output(np.array(interp.get_output(0)), oq).reshape(-1)
 
     seeds = [EVAL_SEED_OFFSET + k for k in range(episodes)]
-    f = [run_episode(ck.task, s, float_act) for s in seeds]
-    q = [run_episode(ck.task, s, tflm_act) for s in seeds]
+    repeat = ck.spec.get("action_repeat")  # the checkpoint's, as cpr-edge eval replays it
+    f = [run_episode(ck.task, s, float_act, action_repeat=repeat) for s in seeds]
+    q = [run_episode(ck.task, s, tflm_act, action_repeat=repeat) for s in seeds]
     return {"episodes": episodes, "float_return": float(np.mean(f)), "tflm_int8_return": float(np.mean(q))}
 
 

@@ -70,7 +70,7 @@ def main() -> int:
             for lanes in (1, 2):  # sequential, then host physics overlapping board compute
                 t = time.perf_counter()
                 eps = board_episodes("bench", s, ck.task, eval_seeds(args.episodes), reference=ref,
-                                     max_lsb=1, lanes=lanes)
+                                     max_lsb=1, lanes=lanes, action_repeat=ck.spec.get("action_repeat"))
                 rates[lanes] = sum(e.steps for e in eps) / (time.perf_counter() - t)
                 for e in eps:
                     if e.failed:

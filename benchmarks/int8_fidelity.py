@@ -70,10 +70,10 @@ def float_actions(agent, obs):
         return agent.model.pi(agent.model.encoder(x)).numpy()
 
 
-def returns(task: str, seeds: list[int], act) -> list[float]:
+def returns(task: str, seeds: list[int], act, action_repeat: int | None = None) -> list[float]:
     from cpr_edge.agents.evaluate import run_episode
 
-    return [float(run_episode(task, s, lambda obs, t: act(obs))) for s in seeds]
+    return [float(run_episode(task, s, lambda obs, t: act(obs), action_repeat=action_repeat)) for s in seeds]
 
 
 def qat_checkpoint(ck, path: Path):
@@ -135,7 +135,7 @@ def run_checkpoint(name: str, path: Path, modes: list[str], episodes: int | None
     _, held = split_observations(ck)
     teacher_held = float_actions(ck.agent, held)
     log(f"{name}: float teacher, {n_ep} episodes")
-    float_ret = returns(ck.task, seeds, ck.agent.policy_action)
+    float_ret = returns(ck.task, seeds, ck.agent.policy_action, ck.spec.get("action_repeat"))
     rows = []
     for mode in modes:
         spec = MODES[mode]
@@ -147,7 +147,7 @@ def run_checkpoint(name: str, path: Path, modes: list[str], episodes: int | None
         if spec["qat"]:
             log(f"{name} {mode}: quantisation-aware recovery")
             src, row["qat_config"], row["qat_record"] = qat_checkpoint(ck, work / f"{name}-qat.pt")
-            student_ret = returns(ck.task, seeds, src.agent.policy_action)
+            student_ret = returns(ck.task, seeds, src.agent.policy_action, ck.spec.get("action_repeat"))
             row["student_float_return"] = float(np.mean(student_ret))
         folder = work / f"{name}-{mode}"
         log(f"{name} {mode}: export ({spec['activations']} activations, prescale {spec['prescale']})")
@@ -160,7 +160,7 @@ def run_checkpoint(name: str, path: Path, modes: list[str], episodes: int | None
         row["error_vs_teacher"] = abs_error(quant_held, teacher_held)
         row["model_bytes"], row["tflm_arena_bytes"] = info["model_bytes"], info["tflm"]["arena_bytes"]
         log(f"{name} {mode}: closed loop on the host TFLM, {n_ep} episodes")
-        q_ret = returns(ck.task, seeds, ref)
+        q_ret = returns(ck.task, seeds, ref, ck.spec.get("action_repeat"))
         row["quant_returns"], row["quant_return"] = q_ret, float(np.mean(q_ret))
         row["return_ratio"] = row["quant_return"] / row["float_return"] if row["float_return"] else None
         log(f"{name} {mode}: firmware for {board}")

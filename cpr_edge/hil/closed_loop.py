@@ -64,10 +64,13 @@ class EpisodesStopped(CprError):
         self.reason, self.kind, self.episodes = reason, kind, episodes
 
 
-def host_episode(label: str, policy: Callable[[np.ndarray], np.ndarray], task: str, seed: int) -> Episode:
-    """An episode with a host policy ``policy(obs) -> action``."""
+def host_episode(label: str, policy: Callable[[np.ndarray], np.ndarray], task: str, seed: int,
+                 action_repeat: int | None = None) -> Episode:
+    """An episode with a host policy ``policy(obs) -> action``, at ``action_repeat`` (the
+    checkpoint's ``spec["action_repeat"]``; None: the task's default)."""
     t0 = time.perf_counter()
-    total, trace = run_episode(task, seed, lambda obs, t: np.asarray(policy(obs), np.float32), record=True)
+    total, trace = run_episode(task, seed, lambda obs, t: np.asarray(policy(obs), np.float32), record=True,
+                               action_repeat=action_repeat)
     obs, actions = zip(*trace)
     return Episode(label, seed, total, len(trace), np.stack(obs), np.stack(actions),
                    wall_s=time.perf_counter() - t0)
@@ -76,11 +79,12 @@ def host_episode(label: str, policy: Callable[[np.ndarray], np.ndarray], task: s
 class _Lane:
     """One episode in progress on the board."""
 
-    def __init__(self, label: str, task: str, seed: int, budget: ErrorBudget | None = None):
+    def __init__(self, label: str, task: str, seed: int, budget: ErrorBudget | None = None,
+                 action_repeat: int | None = None):
         self.label, self.seed = label, seed
         self.budget = budget
         self.resets = []
-        self.env = make_env(task, seed)
+        self.env = make_env(task, seed, action_repeat)
         self.t0 = time.perf_counter()
         self.obs, self.done, self.ret = self.env.reset(), False, 0.0
         self.os, self.as_, self.counts = [], [], []
@@ -122,7 +126,8 @@ def _verify(a: np.ndarray, want: np.ndarray, tol: float) -> bool:
 
 def board_episodes(label: str, session, task: str, seeds: list[int], reference: Callable | None = None,
                    on_step: Callable[[int], None] | None = None, max_lsb: int = 0,
-                   lanes: int = 2, budget_per_step: float | None = 10.0) -> list[Episode]:
+                   lanes: int = 2, budget_per_step: float | None = 10.0,
+                   action_repeat: int | None = None) -> list[Episode]:
     """Episodes whose every action comes from the board behind ``session.link``.
 
     ``lanes`` episodes run interleaved: while the board computes the action of one, the host
@@ -132,6 +137,7 @@ def board_episodes(label: str, session, task: str, seeds: list[int], reference: 
     (foreign firmware only). With a reference of an integer-input model the observation goes
     as an INFER_Q frame (the host prescales and quantises exactly as the board would). Each
     episode gets an error budget of ``budget_per_step`` failed attempts per control step.
+    ``action_repeat``: the checkpoint's ``spec["action_repeat"]`` (None: the task's default).
     ``on_step(t)`` runs before each request of a single-lane run (fault tests use it). An
     episode whose action cannot be verified stops with ``failed`` set; its unverified action is
     never applied. A lost link or Ctrl-C raises ``EpisodesStopped`` with the episodes so far.
@@ -150,7 +156,7 @@ def board_episodes(label: str, session, task: str, seeds: list[int], reference: 
     turn = 0
 
     def new_lane(seed):
-        ln = _Lane(label, task, seed)
+        ln = _Lane(label, task, seed, action_repeat=action_repeat)
         n = steps or getattr(ln.env.spec, "episode_length", 1000)
         ln.budget = ErrorBudget.for_steps(int(n), budget_per_step) if budget_per_step else None
         return ln
@@ -224,9 +230,11 @@ def board_episodes(label: str, session, task: str, seeds: list[int], reference: 
 
 
 def board_episode(label: str, session, task: str, seed: int, reference: Callable | None = None,
-                  on_step: Callable[[int], None] | None = None, max_lsb: int = 0) -> Episode:
+                  on_step: Callable[[int], None] | None = None, max_lsb: int = 0,
+                  action_repeat: int | None = None) -> Episode:
     """One episode on the board (see ``board_episodes``)."""
-    return board_episodes(label, session, task, [seed], reference, on_step, max_lsb, lanes=1)[0]
+    return board_episodes(label, session, task, [seed], reference, on_step, max_lsb, lanes=1,
+                          action_repeat=action_repeat)[0]
 
 
 def eval_seeds(episodes: int, seed: int = 0) -> list[int]:

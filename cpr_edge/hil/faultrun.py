@@ -53,7 +53,7 @@ class FaultResult:
 
 
 def run_condition(board, model_dir, task: str, seeds: list[int], config: FaultConfig,
-                  on_step=None, clean_handshake: bool = True) -> FaultResult:
+                  on_step=None, clean_handshake: bool = True, action_repeat: int | None = None) -> FaultResult:
     """``seeds`` episodes through a proxy with ``config``; the handshake runs on a clean line
     unless ``clean_handshake`` is False (then the faults start before HELLO)."""
     ref = Int8Reference(model_dir)
@@ -66,7 +66,7 @@ def run_condition(board, model_dir, task: str, seeds: list[int], config: FaultCo
         s.episode_steps = None
         try:
             eps = board_episodes("pruned_board", s, task, seeds, reference=ref, on_step=on_step,
-                                 lanes=1 if on_step else 2)
+                                 lanes=1 if on_step else 2, action_repeat=action_repeat)
         except EpisodesStopped as e:
             eps, stopped = e.episodes, e.reason
         link = dict(s.link.counters.__dict__)

@@ -117,7 +117,8 @@ def _board_run(cfg: HilConfig, label: str, model_dir: Path, elf: Path, task: str
                 else "INFER (float32 observation)"}
         t_eps = time.perf_counter()
         try:
-            eps = board_episodes(label, s, task, seeds, reference=ref, max_lsb=acceptance["max_lsb"], lanes=cfg.lanes)
+            eps = board_episodes(label, s, task, seeds, reference=ref, max_lsb=acceptance["max_lsb"], lanes=cfg.lanes,
+                                 action_repeat=spec.get("action_repeat"))
         except EpisodesStopped as e:
             info["link"] = dict(s.link.counters.__dict__)
             e.label, e.info = label, info
@@ -216,7 +217,7 @@ def run_hil(cfg: HilConfig, progress: Callable[[str], None] | None = None) -> tu
             es.runs[label] = []
             for seed in seeds:
                 torch.manual_seed(seed), np.random.seed(seed)
-                e = host_episode(label, policy, task, seed)
+                e = host_episode(label, policy, task, seed, spec.get("action_repeat"))
                 es.runs[label].append(e)
                 progress(f"{LABELS[label]}: seed {seed} return {e.ret:.1f}")
     except EpisodesStopped as e:  # a run that reached the board always leaves a report

@@ -33,7 +33,7 @@ def gradual_prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: floa
     ``recovered`` returns are both those after the continued training)."""
     from cpr_edge.agents.train import TrainConfig, train
     from cpr_edge.importance.tracker import ImportanceTracker
-    from cpr_edge.pruning.prune import param_summary, policy_returns
+    from cpr_edge.pruning.prune import checkpoint_repeat, param_summary, policy_returns
     from cpr_edge.pruning.pruner import latent_sizes
 
     check_schedule(ratio, start, end, prune_steps, schedule, metric, allocation, target, ratio_flag="--ratio")
@@ -73,8 +73,8 @@ def gradual_prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: floa
     new.normalization = ck.normalization
     t = time.perf_counter()
     r_unpruned = (list(unpruned_returns) if unpruned_returns is not None
-                  else policy_returns(ck.agent, ck.task, eval_episodes, seed))
-    r_after = policy_returns(new.agent, ck.task, eval_episodes, seed)
+                  else policy_returns(ck.agent, ck.task, eval_episodes, seed, checkpoint_repeat(ck)))
+    r_after = policy_returns(new.agent, ck.task, eval_episodes, seed, checkpoint_repeat(ck))
     t_eval = time.perf_counter() - t
     after = param_summary(new.arch)
     g = new.extra["gradual_pruning"]

@@ -43,8 +43,15 @@ def param_summary(arch) -> dict:
             "macs": {k: v["macs"] for k, v in c.items()}}
 
 
-def policy_returns(agent, task, episodes, seed) -> list[float]:
-    return [float(r) for r in evaluate(agent, task, episodes, "policy", seed)] if episodes > 0 else []
+def checkpoint_repeat(ck: Checkpoint) -> int | None:
+    """The action repeat ``ck`` was trained at (``train --action-repeat``); None: the task's default."""
+    return (ck.spec or {}).get("action_repeat")
+
+
+def policy_returns(agent, task, episodes, seed, action_repeat: int | None = None) -> list[float]:
+    """Policy-only returns at ``action_repeat`` (pass the checkpoint's: ``checkpoint_repeat``)."""
+    return ([float(r) for r in evaluate(agent, task, episodes, "policy", seed, action_repeat)]
+            if episodes > 0 else [])
 
 
 def prune_structure(agent, groups, scores, metric: str, ratio: float, target: str = "deployed",
@@ -79,6 +86,7 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
     torch.manual_seed(seed)
     np.random.seed(seed)
     agent = ck.agent
+    repeat = checkpoint_repeat(ck)
     times = {}
 
     groups, scores, source = importance_scores(agent, metric, ck.extra.get("importance"), ck.replay, seed,
@@ -95,8 +103,8 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
 
     t = time.perf_counter()
     r_unpruned = (list(unpruned_returns) if unpruned_returns is not None
-                  else policy_returns(agent, ck.task, eval_episodes, seed))
-    r_pruned = policy_returns(pruned, ck.task, eval_episodes, seed)
+                  else policy_returns(agent, ck.task, eval_episodes, seed, repeat))
+    r_pruned = policy_returns(pruned, ck.task, eval_episodes, seed, repeat)
     times["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
     losses: list[float] = []
@@ -112,7 +120,7 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
     times["recover"] = time.perf_counter() - t
     t = time.perf_counter()
     recovered = recover != "none" and recover_steps > 0
-    r_recovered = policy_returns(pruned, ck.task, eval_episodes, seed) if recovered else r_pruned
+    r_recovered = policy_returns(pruned, ck.task, eval_episodes, seed, repeat) if recovered else r_pruned
     times["evaluate"] += time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     mean = lambda r: float(np.mean(r)) if r else None

@@ -12,7 +12,7 @@ import numpy as np
 from cpr_edge.agents.checkpoint import Checkpoint
 from cpr_edge.errors import CprError
 from cpr_edge.fileio import write_text_atomic
-from cpr_edge.pruning.prune import check_args, policy_returns, prune_checkpoint
+from cpr_edge.pruning.prune import check_args, checkpoint_repeat, policy_returns, prune_checkpoint
 
 FIELDS = ["task", "metric", "ratio", "allocation", "target", "seed", "recover", "recover_steps", "episodes",
           "importance_source", "params_deployed_before", "params_deployed_after", "params_all_before",
@@ -78,7 +78,7 @@ def _failed_row(base: dict, recover: str, recover_steps: int, episodes: int, err
 
 
 def unpruned_cell(ck: Checkpoint, episodes: int, seed: int) -> list[float]:
-    return policy_returns(ck.agent, ck.task, episodes, seed)
+    return policy_returns(ck.agent, ck.task, episodes, seed, checkpoint_repeat(ck))
 
 
 def sweep_cell(ck: Checkpoint, metric: str, ratio: float, allocation: str, target: str, recover: str,
