@@ -18,12 +18,19 @@ Columns (machine):
   dsp_rotate          the fast kernels the generator picks per layer (an386; the default)
   mve                 Cortex-M55 Helium kernel (mps3-an547)
 
+Per op (--per-op): every step of model_invoke timed on its own in one image
+(runtime/tests/qemu_bench_steps.c: a SysTick mark before each step of the generated
+model_invoke, the cost of a mark measured and subtracted), for each --model and column.
+
 Usage: python benchmarks/kernel_speed.py [--json] [--sizes 256x256,...] [--model PATH ...]
+       [--per-op] [--columns dsp_rotate]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -97,6 +104,55 @@ def measure(tflite: Path, variant: str, cpu: str, forced: str | None, work: Path
     return row
 
 
+def measure_steps(tflite: Path, column: str, work: Path) -> list[dict]:
+    """Instructions of each step of model_invoke (one kernel call per step: codegen.json
+    `layers`) under one column's build and core."""
+    variant, cpu, forced = COLUMNS[column]
+    gen = work / f"{tflite.stem}_{column}_steps"
+    gen.mkdir(parents=True, exist_ok=True)
+    fc_select.FORCED[:] = [forced] if forced else []
+    try:
+        info = generate(tflite, gen)
+    finally:
+        fc_select.FORCED[:] = []
+    src = (gen / "model.c").read_text()
+    head, sep, body = src.partition("\nint model_invoke(")
+    body, end, tail = body.partition("\n    return 0;\n}")
+    steps = len(info["layers"])
+    body = re.sub(r"\n    /\* step (\d+): ", lambda m: f"\n    CPR_BENCH_MARK({m.group(1)});{m.group(0)}", body)
+    (gen / "model.c").write_text(head + sep + body + f"\n    CPR_BENCH_MARK({steps});" + end + tail)
+    reps = max(1, 8_000_000 // (8 * max(info["macs_total"], 1)))
+    tests = runtime_include_dir() / "tests"
+    elf = gen / "steps.elf"
+    arm_compile(elf, [gen / "model.c", tests / "qemu_bench_steps.c", *runtime_sources(variant)], [gen],
+                runtime_defines(variant) + [f"-DBENCH_REPS={reps}", f"-DBENCH_STEPS={steps}",
+                                            "-include", str(tests / "qemu_bench_steps.h")], cpu=cpu)
+    out: dict[str, list[str]] = {}
+    for line in run_qemu(elf, icount=True, machine=TARGETS[cpu][1]).splitlines():
+        if line.strip():
+            out[" ".join(line.split()[:2]) if line.startswith("STEP") else line.split()[0]] = line.split()
+    per_tick = CAL_INSTRUCTIONS / int(out["CAL"][1])
+    mark = int(out["EMPTY"][2]) * per_tick / int(out["EMPTY"][1])
+    rows, names = [], _kernel_names(gen / "model.c", variant, cpu)
+    for k, layer in enumerate(info["layers"]):
+        ticks = int(out[f"STEP {k}"][3])
+        rows.append({"step": k, "op": layer["op"], "operator": layer["index"], "macs": layer["macs"],
+                     "call": names[k],
+                     "instructions": round(ticks * per_tick / reps - mark)})
+    return rows
+
+
+def _kernel_names(model_c: Path, variant: str, cpu: str) -> list[str]:
+    """The kernel each step of model_invoke calls in this build: model.c preprocessed with
+    the variant's defines, the first cpr_ call after each step's mark."""
+    inc = runtime_include_dir()
+    text = subprocess.run(["arm-none-eabi-gcc", "-E", "-P", *TARGETS[cpu][0], *runtime_defines(variant),
+                           f"-I{inc}", f"-I{model_c.parent}", "-DCPR_BENCH_MARK(k)=cpr_bench_mark_##k",
+                           str(model_c)], capture_output=True, text=True, check=True).stdout
+    body = text.split("model_invoke(", 1)[1]
+    return [re.findall(r"\b(cpr_\w+)\(", part)[0] for part in re.split(r"cpr_bench_mark_\d+", body)[1:-1]]
+
+
 def _exact(tflite: Path, gen: Path, variant: str, cpu: str, info: dict) -> bool:
     model = tflite.read_bytes()
     dtype = np.int16 if info["input"]["dtype"] == "int16" else np.int8
@@ -114,6 +170,8 @@ def main() -> None:
     ap.add_argument("--model", type=Path, action="append", default=[],
                     help="also time model_invoke of this .tflite (repeatable: int8 and 16x8)")
     ap.add_argument("--columns", default=",".join(COLUMNS), help="subset of " + ",".join(COLUMNS))
+    ap.add_argument("--per-op", action="store_true",
+                    help="also time every step of each --model on its own (instructions per step)")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = ap.parse_args()
     columns = args.columns.split(",")
@@ -139,6 +197,14 @@ def main() -> None:
                 f"{rows[c]['instructions_per_invoke']:>14}{'' if rows[c]['exact'] else ' WRONG':>6}"
                 for c in columns))
             say(f"{'  per MAC':<22}" + "".join(f"{rows[c]['instructions_per_mac']:>20.3f}" for c in columns))
+            if args.per_op:
+                models[-1]["steps"] = {c: measure_steps(model, c, work) for c in columns}
+                for c in columns:
+                    say(f"  per step, {c}:")
+                    for r in models[-1]["steps"][c]:
+                        say(f"    {r['step']:>2} {r['op']:<16} {r['call']:<28} {r['instructions']:>8}"
+                            + (f"  {r['instructions'] / r['macs']:.2f}/MAC" if r["macs"] else ""))
+                    say(f"    sum of steps {sum(r['instructions'] for r in models[-1]['steps'][c]):>34}")
     verdicts = _verdicts(shapes, models)
     for v in verdicts:
         say(f"goal {v['goal']}: {v['measured']} (<= {v['limit']}) {'met' if v['met'] else 'NOT met'}")
