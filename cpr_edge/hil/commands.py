@@ -127,6 +127,9 @@ def cmd_hil(args: argparse.Namespace) -> int:
     budget = budget_from_args(args)
     model_dir = Path(args.model)
     recorded = export_checkpoint_path(model_dir)
+    from cpr_edge.hil.identity import check_task_export
+
+    check_task_export(model_dir)  # an export --policy folder: refused before firmware, checkpoint, boot
     elf, memory = firmware_of(model_dir, board.name, args.firmware)
     checkpoint = Path(args.checkpoint) if args.checkpoint else recorded
     if checkpoint is None or not checkpoint.is_file():

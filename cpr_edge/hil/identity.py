@@ -22,6 +22,18 @@ def checkpoint_sha256(path) -> str:
     return sha256_of(path)
 
 
+def check_task_export(model_dir) -> dict:
+    """export.json of ``model_dir``, refused unless it names a task: closed-loop episodes step the
+    task's dm_control environment, and an export of a plain policy (``export --policy``) has none."""
+    info = load_export(model_dir)
+    if not info.get("task"):
+        kind = (info.get("source") or {}).get("kind") or "unknown"
+        raise CprError(f"{model_dir} is an export of a plain policy (source {kind}): it has no task to run "
+                       f"closed-loop episodes on; check it on the board with "
+                       f"cpr-edge validate --board BOARD --model {model_dir}")
+    return info
+
+
 def check_checkpoint(model_dir, checkpoint) -> dict:
     """The checkpoint must be the one the model of ``model_dir`` was exported from."""
     info = load_export(model_dir)

@@ -22,7 +22,7 @@ from cpr_edge.hil import checks
 from cpr_edge.hil.closed_loop import (EpisodeSet, EpisodesStopped, Int8Reference, board_episodes, check_seeds,
                                       host_episode)
 from cpr_edge.hil.link import LinkError
-from cpr_edge.hil.identity import check_checkpoint, check_firmware, check_hello_identity
+from cpr_edge.hil.identity import check_checkpoint, check_firmware, check_hello_identity, check_task_export
 from cpr_edge.hil.session import board_field, is_emulated, open_session, sha256_file
 
 LABELS = {
@@ -152,6 +152,9 @@ def _acceptance(cfg: HilConfig, hello, firmware_id: dict) -> dict:
 
 def check_identity(cfg: HilConfig) -> dict:
     """Everything that must belong together, checked before anything boots (one-line errors)."""
+    check_task_export(cfg.model_dir)
+    if cfg.baseline_model_dir is not None:
+        check_task_export(cfg.baseline_model_dir)
     ident = {"model": {**check_checkpoint(cfg.model_dir, cfg.checkpoint),
                        **check_firmware(cfg.model_dir, cfg.firmware, cfg.memory)}}
     if cfg.baseline_model_dir is not None:
