@@ -51,3 +51,27 @@ def test_hil_host_episode_and_board_lane_use_the_repeat(repeat4_checkpoint):
     lane = _Lane("pruned_board", ck.task, 7, action_repeat=ck.spec["action_repeat"])
     assert (lane.env.action_repeat, lane.env.spec.episode_length) == (4, 250)
     assert lane.env.spec.control_timestep == pytest.approx(ck.spec["control_timestep"])
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_hil_run_on_qemu_at_the_checkpoints_repeat(repeat4_checkpoint, tmp_path, capsys):
+    """``cpr-edge hil`` end to end (real export, firmware, QEMU): the board's episode and the host
+    baselines have the 250 steps of repeat 4, and the latency budget is that repeat's period."""
+    import json
+
+    from cpr_edge.cli import main
+    from cpr_edge.export.pipeline import export_checkpoint
+    from cpr_edge.firmware_build import build_firmware
+
+    board, model, out = "qemu-mps2-an386", tmp_path / "model", tmp_path / "hil"
+    export_checkpoint(repeat4_checkpoint, model)
+    build_firmware(board, model, model / "firmware" / board)
+    rc = main(["hil", "--board", board, "--model", str(model), "--episodes", "1", "--out", str(out), "--json"])
+    capsys.readouterr()
+    report = json.loads((out / "report.json").read_text())
+    assert rc in (0, 1) and report["stopped"] is None  # one paired episode may leave returns INCONCLUSIVE
+    steps = {label: [e["steps"] for e in eps] for label, eps in report["episodes"].items()}
+    assert steps == {"pruned_board": [250], "unpruned_float_host": [250], "pruned_float_host": [250]}
+    assert all(e["failed"] is None for e in report["episodes"]["pruned_board"])
+    assert report["latency"]["budget_s"] == pytest.approx(0.04)  # 4 x 10 ms, not the default 8 x 10 ms
