@@ -82,3 +82,33 @@ def distance_to_half(q: np.ndarray, in_zp: int, t: dict) -> np.ndarray:
     test for "close enough to a rounding boundary to look it up"."""
     _, mag, shift = _magnitude(q, in_zp, t)
     return np.abs((mag & ((np.int64(1) << shift) - 1)) - (np.int64(1) << (shift - 1)))
+
+
+def fast_constants(t: dict, in_zp: int) -> dict | None:
+    """The constants of runtime/optimized/elu_island_s16_int_fast.c (the same results as the
+    reference kernel in 32-bit arithmetic) from the reference's tables with guards ``t``, or
+    None when its preconditions fail: input zero point 0, 15 <= pos_shift <= 32 (q << (32 -
+    pos_shift) fits 32 bits), neg_shift <= 31. Guards become windows on 32-bit fractions:
+    (fraction + g) mod 2^32 <= w selects every input the reference looks up."""
+    ps, ns = t["pos_shift"], t["neg_shift"]
+    if in_zp != 0 or not (15 <= ps <= 32) or ns > 31:
+        return None
+    pre = 32 - ps
+    identity = t["pos_mult"] == 1 << ps and t["pos_guard"] < 0  # s_in == s_out: n * 1
+    check = 0
+    pos_g, pos_w = 0, 0
+    if t["pos_guard"] >= 0:
+        check |= 1
+        g = t["pos_guard"] << pre
+        pos_g, pos_w = (0, 0xFFFFFFFF) if g >= 1 << 31 else (g, 2 * g)
+    half = 1 << (ns - 1)
+    neg_g, neg_w = 0, 0
+    if t["neg_guard"] >= 0:
+        check |= 2
+        g = t["neg_guard"]
+        neg_g, neg_w = (0, 0xFFFFFFFF) if g >= half else (g, (2 * g) << (32 - ns))
+    hi2 = np.zeros(1 << SPLIT, np.int64)
+    hi2[:len(t["hi"])] = 2 * np.asarray(t["hi"], np.int64)  # hi < 2^31, so 2 hi < 2^32
+    return {"pos_identity": int(identity), "pos_pre": pre, "pos_add": (1 << 31) + pos_g,
+            "pos_g": pos_g, "pos_w": pos_w, "neg_add": t["neg_full"] + half + neg_g,
+            "neg_g": neg_g, "neg_w": neg_w, "check": check, "hi2": hi2}

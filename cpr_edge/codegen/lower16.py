@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cpr_edge.codegen import elu16, fc_select, quant
+from cpr_edge.codegen import elu16, elu16_int, fc_select, quant
 from cpr_edge.codegen.lower import Const, Step
 from cpr_edge.codegen.reader import Graph, Operator, Tensor
 from cpr_edge.codegen.sigmoid16 import SIGMOID_TABLE_U16
@@ -245,16 +245,29 @@ def lower_elu_island(g: Graph, island: list[Operator]) -> Step:
 def _integer_island_step(x: Tensor, y: Tensor, elu: Operator, t: dict, exc_q: np.ndarray,
                          exc_y: np.ndarray, summary: dict) -> Step:
     k = f"elu{elu.index}"
-    consts = [Const(f"{k}_hi", "uint32_t", t["hi"].astype(np.uint32), "table"),
+    fast = elu16_int.fast_constants(t, int(x.zero_point[0]))
+    cond = "defined(CPR_ELU16_FAST)"
+    hi_alt = [(cond, fast["hi2"].astype(np.uint32))] if fast else []
+    consts = [Const(f"{k}_hi", "uint32_t", t["hi"].astype(np.uint32), "table", alternates=hi_alt),
               Const(f"{k}_lo", "uint32_t", t["lo"].astype(np.uint32), "table")]
     if exc_q.size:
         consts += [Const(f"{k}_exc_q", "int16_t", exc_q, "table"),
                    Const(f"{k}_exc_y", "int16_t", exc_y, "table")]
     exc = f"{k}_exc_q, {k}_exc_y" if exc_q.size else "0, 0"
-    params = [f"static const cpr_elu16_int_params {k}_params = {{{int(x.zero_point[0])}, "
-              f"{int(y.zero_point[0])}, {t['pos_mult']}u, {t['pos_shift']}, {t['pos_guard']}, "
-              f"{t['neg_full']}u, {t['neg_shift']}, {t['neg_guard']}, {len(t['hi'])}, {k}_hi, {k}_lo, "
-              f"{exc_q.size}, {exc}}};"]
-    call = (f"cpr_elu_island_s16_int(&{k}_params, {_src('int16_t', x.index)}, {x.size}, "
-            f"{_dst('int16_t', y.index)});")
-    return Step(elu, [x.index], [y.index], call, consts, params, island=summary)
+    ref_params = (f"static const cpr_elu16_int_params {k}_params = {{{int(x.zero_point[0])}, "
+                  f"{int(y.zero_point[0])}, {t['pos_mult']}u, {t['pos_shift']}, {t['pos_guard']}, "
+                  f"{t['neg_full']}u, {t['neg_shift']}, {t['neg_guard']}, {len(t['hi'])}, {k}_hi, "
+                  f"{k}_lo, {exc_q.size}, {exc}}};")
+    args = f"{_src('int16_t', x.index)}, {x.size}, {_dst('int16_t', y.index)});"
+    ref_call = f"cpr_elu_island_s16_int(&{k}_params, {args}"
+    if fast is None:
+        summary = {**summary, "fast": False}
+        return Step(elu, [x.index], [y.index], ref_call, consts, [ref_params], island=summary)
+    f = fast
+    fast_params = (f"static const cpr_elu16_fast_params {k}_fast = {{{int(y.zero_point[0])}, "
+                   f"{f['pos_identity']}, {t['pos_mult']}u, {f['pos_pre']}, {f['pos_add']}u, "
+                   f"{f['pos_g']}u, {f['pos_w']}u, {f['neg_add']}u, {t['neg_shift']}, {f['neg_g']}u, "
+                   f"{f['neg_w']}u, {f['check']}, {k}_hi, {k}_lo, {exc_q.size}, {exc}}};")
+    params = f"#if {cond}\n{fast_params}\n#else\n{ref_params}\n#endif"
+    call = (f"#if {cond}\n    cpr_elu_island_s16_int_fast(&{k}_fast, {args}\n#else\n    {ref_call}\n#endif")
+    return Step(elu, [x.index], [y.index], call, consts, [params], island={**summary, "fast": True})

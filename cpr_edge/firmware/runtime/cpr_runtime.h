@@ -49,6 +49,9 @@ extern "C" {
 #define CPR_FC_S8_FAST 1        /* int8: the fast kernels and their constants (see below) */
 #define CPR_FC_S16_FAST 1       /* 16x8: the blocked kernel and its constants */
 #endif
+#if defined(CPR_FC_VARIANT_DSP_ROTATE) || defined(CPR_FC_VARIANT_UNROLLED)
+#define CPR_ELU16_FAST 1        /* 16x8 integer ELU island: the 32-bit kernel (same constants) */
+#endif
 
 /* ---- requantisation (cpr_quant.c) ------------------------------------------------ */
 
@@ -284,6 +287,29 @@ typedef struct {
 
 void cpr_elu_island_s16_int(const cpr_elu16_int_params *p, const int16_t *input, int32_t n,
                             int16_t *output);
+/* The same results in 32-bit arithmetic (optimized/elu_island_s16_int_fast.c), called by the
+ * generated code under CPR_ELU16_FAST for islands whose constants codegen/elu16_int.py
+ * fast_constants derives (input zero point 0, pos_shift <= 32, neg_shift <= 31). */
+typedef struct {
+    int32_t output_zero_point;
+    int32_t pos_identity;      /* s_in == s_out: q >= 0 gives q + zp_out */
+    uint32_t pos_mult;         /* the reference's */
+    int32_t pos_pre;           /* 32 - pos_shift */
+    uint32_t pos_add;          /* 2^31 + pos_g */
+    uint32_t pos_g, pos_w;     /* guard scaled to 32 fraction bits; window 2 pos_g (or all) */
+    uint32_t neg_add;          /* neg_full + 2^(neg_shift - 1) + neg_g */
+    int32_t neg_shift;
+    uint32_t neg_g, neg_w;     /* guard in 2^-neg_shift units; window (2 neg_g) << (32 - neg_shift) */
+    int32_t check;             /* bit 0: positive side has stored inputs, bit 1: negative */
+    const uint32_t *hi2;       /* 2 hi, zero-padded to 256 entries */
+    const uint32_t *lo;        /* the reference's, 256 entries */
+    int32_t exceptions;
+    const int16_t *exc_q;
+    const int16_t *exc_y;
+} cpr_elu16_fast_params;
+
+void cpr_elu_island_s16_int_fast(const cpr_elu16_fast_params *p, const int16_t *input, int32_t n,
+                                 int16_t *output);
 
 /* ---- element-wise int8 -> int8 through a 256-entry table (lookup.c) --------------- */
 
