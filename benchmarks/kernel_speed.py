@@ -69,6 +69,23 @@ def fc_tflite(k: int, n: int, seed: int = 0) -> bytes:
         TensorSpec((1, n), "int8", [ys], [-5])], [0, 1, 2], [3], opt)
 
 
+def fc16_tflite(k: int, n: int, seed: int = 0) -> bytes:
+    """One 16x8 FULLY_CONNECTED (int16 activations, int8 weights), K inputs -> N outputs,
+    per-channel, with an int64 bias."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from cpr_edge.codegen.builder import TensorSpec, build_model
+    rng = np.random.default_rng(seed)
+    ws = list(rng.uniform(0.002, 0.02, n))
+    xs, ys = 3e-4, float(0.002 * np.sqrt(k / 64))
+    return build_model("FULLY_CONNECTED", [
+        TensorSpec((1, k), "int16", [xs], [0]),
+        TensorSpec((n, k), "int8", ws, [0] * n, rng.integers(-127, 128, (n, k), dtype=np.int8)),
+        TensorSpec((n,), "int64", [xs * s for s in ws], [0] * n,
+                   rng.integers(-200000, 200000, n).astype(np.int64)),
+        TensorSpec((1, n), "int16", [ys], [0])], [0, 1, 2], [3], schema.FullyConnectedOptionsT())
+
+
 def measure_invoke(tflite: Path, column: str, work: Path, check: bool = True) -> dict:
     """Instructions per model_invoke of a .tflite under one column's build and core."""
     variant, cpu, forced = COLUMNS[column]

@@ -15,6 +15,15 @@ BIASES = ["int64", "none", "none-int64"]
 ACTS = [A.NONE, A.NONE, A.RELU, A.RELU_N1_TO_1]
 
 
+@pytest.fixture(autouse=True)
+def forced_blocked():
+    """the blocked kernel on every fast layer: K <= 8 ones would take the few-inputs records
+    (tests/test_kernel_fully_connected_s16_few_inputs.py)"""
+    fc_select.FORCED16[:] = ["blocked"]
+    yield
+    fc_select.FORCED16[:] = []
+
+
 def _case(rng, i: int) -> tuple:
     return (int(rng.integers(1, 260)), int(rng.integers(1, 23)), bool(i % 2), ACTS[i % 4],
             BIASES[i % 3])

@@ -159,6 +159,37 @@ def fast16_constants(w: np.ndarray, bias: np.ndarray | None, mult: list[int],
     return np.array(out, np.int32)
 
 
+def few16_layout(w: np.ndarray, bias: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """The 16x8 few-inputs kernel's records as bytes (little-endian int32 words): per row the
+    bias (int32: fast16_constants proved it fits), its SMMULR multiplier M, then the weights
+    as int16 pairs (w[2i] low, w[2i+1] high; an odd last pair padded with 0)
+    (optimized/fully_connected_s16_few_inputs.c)."""
+    n, k = w.shape
+    pairs = (k + 1) // 2
+    wp = np.zeros((n, 2 * pairs), np.int32)
+    wp[:, :k] = w.astype(np.int32)
+    words = np.empty((n, 2 + pairs), np.uint32)
+    words[:, 0] = bias.astype(np.int64).reshape(-1).astype(np.uint32)
+    words[:, 1] = (m.astype(np.int64) if len(m) == n else np.full(n, int(m[0]))).astype(np.uint32)
+    words[:, 2:] = ((wp[:, 0::2] & 0xFFFF) | ((wp[:, 1::2] & 0xFFFF) << 16)).astype(np.uint32)
+    return words.astype("<u4").view(np.int8).reshape(-1)
+
+
+FORCED16: list[str] = []
+"""as FORCED, for the 16x8 kernels ("blocked", "few_inputs") of benchmarks/fc_costs.py"""
+
+
+def choose16(k: int, n: int) -> str:
+    """The fast 16x8 kernel for a K-input, N-output layer whose bounds hold: "blocked" or, for
+    K <= 8, "few_inputs" when its measured model (fc_costs.json s16_*) predicts fewer
+    instructions."""
+    if FORCED16:
+        return FORCED16[-1] if FORCED16[-1] == "blocked" or k <= FEW_INPUTS_MAX else "blocked"
+    if k > FEW_INPUTS_MAX or "s16_few_inputs" not in _costs()["models"]:
+        return "blocked"
+    return min(("blocked", "few_inputs"), key=lambda v: predicted_instructions(f"s16_{v}", k, n))
+
+
 def blocked16_layout(w: np.ndarray) -> np.ndarray:
     """The blocked layout of the int8 kernel with each row's 4 bytes of a group stored as
     k, k+2, k+1, k+3 (optimized/fully_connected_s16_blocked.c)."""

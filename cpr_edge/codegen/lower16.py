@@ -108,18 +108,26 @@ def _fully_connected(g: Graph, op: Operator) -> Step:
 def _fully_connected_fast(op, x, w, b, y, n_out: int, depth: int, per_channel: bool,
                           mult: list[int], shift: list[int], lo: int, hi: int,
                           fast_m: np.ndarray) -> Step:
-    """A 16x8 layer whose bounds hold for cpr_fc_s16_blocked (fc_select.fast16_constants):
-    that kernel, its layout and multipliers under CPR_FC_S16_FAST, the generic kernel
-    otherwise (one model.c for every variant)."""
+    """A 16x8 layer whose bounds hold for the fast kernels (fc_select.fast16_constants):
+    cpr_fc_s16_blocked or, as fc_select.choose16 predicts cheaper, cpr_fc_s16_few_inputs,
+    with its layout and multipliers under CPR_FC_S16_FAST; the generic kernel otherwise (one
+    model.c for every variant)."""
     k = f"fc{op.index}"
     fast = "defined(CPR_FC_S16_FAST)"
     bias = b.data.reshape(-1).astype(np.int64) if b is not None else np.zeros(n_out, np.int64)
+    kernel = fc_select.choose16(depth, n_out)
+    if kernel == "few_inputs":  # the records hold weights, bias and M: 1-word placeholders
+        fast_w = fc_select.few16_layout(w.data, bias, fast_m)
+        fast_b, fast_mult = np.zeros(1, np.int64), np.zeros(1, np.int32)
+    else:
+        fast_w, fast_b, fast_mult = fc_select.blocked16_layout(w.data), None, fast_m
     consts = [Const(f"{k}_weights", "int8_t", w.data.reshape(-1), "weights",
                     dsp_values=pair_layout(w.data), layout_macro="CPR_FC_S16_PAIRED",
-                    alternates=[(fast, fc_select.blocked16_layout(w.data))]),
-              Const(f"{k}_bias", "int64_t", bias, "bias"),
+                    alternates=[(fast, fast_w)]),
+              Const(f"{k}_bias", "int64_t", bias, "bias",
+                    alternates=[(fast, fast_b)] if fast_b is not None else []),
               Const(f"{k}_multiplier", "int32_t", np.array(mult, np.int32), "requant",
-                    alternates=[(fast, fast_m)]),
+                    alternates=[(fast, fast_mult)]),
               # the fast kernel has no shifts (they are in M): only the generic one's
               Const(f"{k}_shift", "int32_t", np.array(shift, np.int32), "requant", only_if=True,
                     alternates=[(f"!{fast}", np.array(shift, np.int32))])]
@@ -132,8 +140,9 @@ def _fully_connected_fast(op, x, w, b, y, n_out: int, depth: int, per_channel: b
     args = (f"{_src('int16_t', x.index)}, {x.size // depth}, {depth}, {k}_weights, {k}_bias, "
             f"{n_out}, {_dst('int16_t', y.index)});")
     # the entry point of the layer's case, so that the linker keeps only the cases used
-    entry = (f"cpr_fc_s16_blocked_{'pc' if per_channel else 'pt'}"
-             + ("_narrow" if lo > -32768 or hi < 32767 else ""))
+    narrow = "_narrow" if lo > -32768 or hi < 32767 else ""
+    entry = (f"cpr_fc_s16_few_inputs_{(depth + 1) // 2}{narrow}" if kernel == "few_inputs" else
+             f"cpr_fc_s16_blocked_{'pc' if per_channel else 'pt'}{narrow}")
     call = (f"#if {fast}\n    {entry}(&{k}_fast, {args}\n#else\n"
             f"    cpr_fully_connected_s16(&{k}_params, {args}\n#endif")
     return Step(op, [x.index], [y.index], call, consts, [params],

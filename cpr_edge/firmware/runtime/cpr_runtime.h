@@ -224,6 +224,17 @@ CPR_FC16_FAST_ENTRY(cpr_fc_s16_blocked_pt);
 CPR_FC16_FAST_ENTRY(cpr_fc_s16_blocked_pc);
 CPR_FC16_FAST_ENTRY(cpr_fc_s16_blocked_pt_narrow);
 CPR_FC16_FAST_ENTRY(cpr_fc_s16_blocked_pc_narrow);
+/* in_depth <= 8 (optimized/fully_connected_s16_few_inputs.c): weights are the generator's
+ * records (fc_select.few16_layout: bias, M, ceil(in_depth / 2) int16 weight pairs per row),
+ * bias unused; one entry point per number of input pairs and clamp */
+CPR_FC16_FAST_ENTRY(cpr_fc_s16_few_inputs_1);
+CPR_FC16_FAST_ENTRY(cpr_fc_s16_few_inputs_2);
+CPR_FC16_FAST_ENTRY(cpr_fc_s16_few_inputs_3);
+CPR_FC16_FAST_ENTRY(cpr_fc_s16_few_inputs_4);
+CPR_FC16_FAST_ENTRY(cpr_fc_s16_few_inputs_1_narrow);
+CPR_FC16_FAST_ENTRY(cpr_fc_s16_few_inputs_2_narrow);
+CPR_FC16_FAST_ENTRY(cpr_fc_s16_few_inputs_3_narrow);
+CPR_FC16_FAST_ENTRY(cpr_fc_s16_few_inputs_4_narrow);
 #endif
 
 /* TANH / LOGISTIC int16 (zero points 0, output scale 2^-15), TFLM's table interpolation. */
