@@ -43,14 +43,35 @@ static CPR_ALWAYS_INLINE int32_t ssat16(int32_t v)
             a##r = cpr_smlad((x23), cpr_sxtb16_ror8(wv), a##r);  \
         }                                                        \
     } while (0)
-#define CPR_FC16_TAIL(r, wp)                                     \
-    do {                                                         \
-        if (R > (r)) {                                           \
-            for (int32_t k = 0; k < tail; ++k) {                 \
-                a##r += x_tail[k] * (wp)[(r) * tail + k];        \
-            }                                                    \
-        }                                                        \
+/* A row's K % 4 tail: its first two bytes as one SMLAD with the input pair (x[k], x[k+1]):
+ * h = b0 | b1 << 8 (one halfword load), h | h << 8 has b0 in byte 0 and b1 in byte 2, which
+ * SXTB16 sign-extends into the pair (b0, b1); a third byte is one multiply-add. */
+#define CPR_FC16_TAIL(r, wp)                                                        \
+    do {                                                                            \
+        if (R > (r)) {                                                              \
+            const int8_t *const tw = (wp) + (r) * tail;                             \
+            if (tail >= 2) {                                                        \
+                const uint32_t h = read2(tw);                                       \
+                a##r = cpr_smlad(xt01, cpr_sxtb16(h | (h << 8)), a##r);             \
+                if (tail == 3) {                                                    \
+                    a##r += x_tail[2] * tw[2];                                      \
+                }                                                                   \
+            } else {                                                                \
+                a##r += x_tail[0] * tw[0];                                          \
+            }                                                                       \
+        }                                                                           \
     } while (0)
+
+static CPR_ALWAYS_INLINE uint32_t read2(const int8_t *p)
+{
+    uint16_t v; /* one LDRH: Cortex-M4/M7/M33/M55 allow it unaligned */
+#if defined(__GNUC__)
+    __builtin_memcpy(&v, p, 2);
+#else
+    memcpy(&v, p, 2);
+#endif
+    return v;
+}
 #define CPR_FC16_OUT(r)                                                          \
     do {                                                                         \
         if (R > (r)) {                                                           \
@@ -112,6 +133,7 @@ static CPR_ALWAYS_INLINE const int8_t *rows(const int32_t R, const cpr_fc16_fast
         CPR_FC16_MAC(3, x01, x23, w);
     }
     if (tail) {
+        const uint32_t xt01 = tail >= 2 ? cpr_read4((const int8_t *)x_tail) : 0u;
         CPR_FC16_TAIL(0, w);
         CPR_FC16_TAIL(1, w);
         CPR_FC16_TAIL(2, w);
