@@ -102,7 +102,10 @@ def test_hil_command_full_run(hil_model_dir, tmp_path, capsys):
     macs = int(next(ln.split()[2] for ln in (_elf(hil_model_dir).parent / "model" / "model.h").read_text().splitlines()
                     if ln.startswith("#define MODEL_MACS")))
     assert np.all(counts >= macs // 2) and np.all(counts % 40 == 0)
-    assert names["latency_p99"]["p99_count"] == pytest.approx(np.percentile(counts, 99))
+    # the p99 is over every board episode: input-dependent kernels (the fast ELU island's
+    # out-of-line window inputs) make one episode's counts differ from another's
+    every = np.concatenate([ep[f"pruned_board/{s}/invoke_count"] for s in report["seeds"]])
+    assert names["latency_p99"]["p99_count"] == pytest.approx(np.percentile(every, 99))
     hello = Hello(**report["boards"]["pruned_board"]["hello"])
     ref = Int8Reference(hil_model_dir)
     want = np.stack([ref(o) for o in obs])
