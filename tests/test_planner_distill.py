@@ -78,3 +78,17 @@ def test_help_names_the_command():
 
     r = subprocess.run([sys.executable, "-m", "cpr_edge.cli", "distill-planner", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "usage: cpr-edge distill-planner" in r.stdout and "--beta-decay" in r.stdout
+
+
+def test_shipped_walker_is_distilled_and_its_policy_prior_walks():
+    """Issue 11's bar is 850 policy-only over 10 episodes (cpr-edge eval); 3 here keep it cheap."""
+    import numpy as np
+
+    from cpr_edge.agents.checkpoint import load_checkpoint, shipped_checkpoint_path
+    from cpr_edge.agents.evaluate import evaluate
+
+    ck = load_checkpoint(shipped_checkpoint_path("walker-walk", "small"))
+    s = ck.extra["planner_distillation"]
+    assert s["done"] and s["return_after"]["mean"] >= 850 and ck.extra["importance"]["trace"]
+    returns = evaluate(ck.agent, ck.task, 3, "policy", 0, ck.spec["action_repeat"])
+    assert np.mean(returns) >= 850, returns
