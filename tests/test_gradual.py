@@ -284,3 +284,23 @@ def test_prune_and_flash_takes_a_gradually_pruned_checkpoint(gradual_run, tmp_pa
     assert "skipped (--no-prune)" in captured.err and not (run / "baseline").exists()
     # the board ran the checkpoint's own widths: nothing was pruned on the way
     assert load_checkpoint(run / "pruned.pt").arch == load_checkpoint(out_ck).arch
+
+
+def test_many_cuts_keep_the_one_cut_floors(tiny_checkpoint):
+    """Twenty cuts to 90 %: no group ends narrower than one 90 % cut can make it (the bounds'
+    fractions hold against the unpruned widths; applied to the current widths they compound,
+    and the 32-wide latent fell to 4)."""
+    from cpr_edge.importance.groups import told_groups
+    from cpr_edge.pruning.allocation import Bounds, unpruned_floor
+
+    agent = load_checkpoint(tiny_checkpoint).agent
+    floor = unpruned_floor(told_groups(agent.model), Bounds())
+    assert floor["latent"] == agent.arch.latent_dim - int(0.75 * agent.arch.latent_dim)
+    pruner = GradualPruner(GradualSchedule(0.9, 0, 2000, steps=20, metric="l1"))
+    for step in pruner.schedule.points():
+        pruner(agent, step)
+    assert pruner.state_dict()["done"] and len(pruner.events) >= 15
+    assert param_total(agent.arch, "deployed") <= 0.1 * pruner.unpruned["params"]["deployed"]
+    for e in pruner.events:
+        assert all(e["widths"][n] >= floor[n] for n in floor), e["widths"]
+    assert agent.arch.latent_dim == floor["latent"]  # l1 takes the latent to its floor at 90 %

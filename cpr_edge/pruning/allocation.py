@@ -16,7 +16,7 @@ Counts round up, so the removed fraction is always at least the target.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -42,6 +42,10 @@ class Bounds:
     """Most fraction of latent dimensions removed (every component reads the latent)."""
     gamma: float = 0.5
     """Sharpness of the component rule: p_c proportional to rho_c^-gamma (0 = uniform)."""
+    keep: dict[str, int] = field(default_factory=dict)
+    """Least width per group name, whatever the fractions allow. Gradual pruning sets it from the
+    unpruned widths: ``hi`` and ``latent_hi`` are fractions of the current width, so without it
+    twenty cuts compound them (a 32-wide latent fell to 4 where one cut stops at 8)."""
 
     def hi_of(self, component: str) -> float:
         return self.latent_hi if component == "latent" else self.hi
@@ -96,6 +100,11 @@ def _removed(n: int, p: float) -> int:
     return min(n - 1, math.ceil(p * n - 1e-9))
 
 
+def unpruned_floor(groups: list[UnitGroup], bounds: Bounds) -> dict[str, int]:
+    """Per group, the width one cut within ``bounds`` leaves at the most (``Bounds.keep``)."""
+    return {g.name: g.size - _removed(g.size, bounds.hi_of(g.component)) for g in groups}
+
+
 def _bisect(removed_fraction, target: float, hi: float = 1.0, iters: int = 50) -> float:
     """Smallest x in [0, hi] with removed_fraction(x) >= target (monotone non-decreasing)."""
     lo_x, hi_x = 0.0, hi
@@ -128,6 +137,7 @@ def allocate(pg: list[UnitGroup], scores: dict[str, torch.Tensor], ratio: float,
         raise CprError(f"unknown allocation {method!r}; choose one of {', '.join(ALLOCATIONS)}")
     b = bounds or Bounds()
     base = param_count({g.name: g.size for g in pg})
+    limit = {g.name: max(0, g.size - b.keep.get(g.name, 0)) for g in pg}  # most units a group may lose
 
     def fraction(removed: dict[str, int]) -> float:
         return 1.0 - param_count({g.name: g.size - removed[g.name] for g in pg}) / base
@@ -143,7 +153,8 @@ def allocate(pg: list[UnitGroup], scores: dict[str, torch.Tensor], ratio: float,
             weight = {g.component: 1.0 for g in pg}
 
         def plan(alpha: float) -> dict[str, int]:
-            return {g.name: _removed(g.size, min(max(alpha * weight[g.component], b.lo), b.hi_of(g.component)))
+            return {g.name: min(limit[g.name],
+                                _removed(g.size, min(max(alpha * weight[g.component], b.lo), b.hi_of(g.component))))
                     for g in pg}
 
         alpha_max = 1.0 / min(weight.values()) if method == "component" else 1.0
@@ -155,8 +166,8 @@ def allocate(pg: list[UnitGroup], scores: dict[str, torch.Tensor], ratio: float,
 
     # global: one ranking of group-normalised scores
     norm = {g.name: scores[g.name].double() / max(scores[g.name].double().mean().item(), 1e-30) for g in pg}
-    caps = {g.name: min(g.size - 1, math.floor(b.hi_of(g.component) * g.size + 1e-9)) for g in pg}
-    floors = {g.name: _removed(g.size, b.lo) for g in pg}
+    caps = {g.name: min(g.size - 1, limit[g.name], math.floor(b.hi_of(g.component) * g.size + 1e-9)) for g in pg}
+    floors = {g.name: min(caps[g.name], _removed(g.size, b.lo)) for g in pg}
     ordered = {n: torch.sort(v).values for n, v in norm.items()}
     top = max(v.max().item() for v in norm.values()) * 1.0001 + 1e-12
 

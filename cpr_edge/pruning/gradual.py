@@ -18,7 +18,7 @@ import torch
 from cpr_edge.errors import CprError
 from cpr_edge.importance.groups import UnitGroup, told_groups
 from cpr_edge.importance.metrics import GRADIENT_METRICS, METRICS, POSTHOC_METRICS, WEIGHT_METRICS
-from cpr_edge.pruning.allocation import ALLOCATIONS, TARGETS, param_total
+from cpr_edge.pruning.allocation import ALLOCATIONS, TARGETS, Bounds, param_total, unpruned_floor
 
 SCHEDULES = ("cosine", "linear", "cubic")
 VERSION = 1
@@ -117,7 +117,7 @@ def carry_adam(old_optim: torch.optim.Optimizer, new_optim: torch.optim.Optimize
 
 
 def shrink_agent(agent, groups: list[UnitGroup], scores: dict, ratio: float, sched: GradualSchedule,
-                 seed: int) -> tuple[dict, dict, dict]:
+                 seed: int, bounds: Bounds | None = None) -> tuple[dict, dict, dict]:
     """Remove ``ratio`` of the agent's current target parameters by ``scores``, in place (the
     training loop, the hooks and the checkpoint keep the same agent object). Returns
     ``(removed, kept)`` per group in the current numbering, and the per-parameter index."""
@@ -125,7 +125,7 @@ def shrink_agent(agent, groups: list[UnitGroup], scores: dict, ratio: float, sch
 
     rng = torch.get_rng_state()  # building the pruned agent reseeds torch: training keeps its stream
     new, removed, kept, _ = prune_structure(agent, groups, scores, sched.metric, ratio, sched.target,
-                                            sched.allocation, seed=seed)
+                                            sched.allocation, bounds, seed=seed)
     torch.set_rng_state(rng)
     old_params = dict(agent.model.named_parameters())
     index = kept_index(groups, kept, {n: p.shape for n, p in old_params.items()})
@@ -153,6 +153,7 @@ class GradualPruner:
         self.points = schedule.points()
         self.events: list[dict] = []
         self.unpruned: dict | None = None
+        self.bounds: Bounds | None = None
         self.alive: dict[str, list[int]] = {}
         """Per group, the unpruned index of every current unit."""
 
@@ -169,6 +170,8 @@ class GradualPruner:
         self.unpruned = {"widths": {g.name: g.size for g in told_groups(agent.model)},
                          "params": {t: param_total(agent.arch, t) for t in TARGETS}, "arch": agent.arch.to_dict()}
         self.alive = {n: list(range(s)) for n, s in self.unpruned["widths"].items()}
+        # the one-cut bounds held against the unpruned widths, so that the cuts do not compound them
+        self.bounds = Bounds(keep=unpruned_floor(told_groups(agent.model), Bounds()))
 
     @torch.no_grad()
     def prune(self, agent, step: int) -> None:
@@ -190,7 +193,7 @@ class GradualPruner:
             cls = WEIGHT_METRICS[s.metric]
             scorer = cls(groups, s.seed + len(self.events)) if s.metric == "random" else cls(groups)
             scores, source = scorer(weights), "weights"
-        removed, kept, index = shrink_agent(agent, groups, scores, increment, s, s.seed)
+        removed, kept, index = shrink_agent(agent, groups, scores, increment, s, s.seed, self.bounds)
         if self.tracker is not None:
             self.tracker.follow_pruning(agent.model, kept, lambda name, t: take(t, index[name]))
         gone = {n: [self.alive[n][i] for i in ix] for n, ix in removed.items() if ix}
