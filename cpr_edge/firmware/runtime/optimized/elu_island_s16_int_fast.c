@@ -26,23 +26,7 @@
  * Cortex-M4, Cortex-M3, Cortex-M0). */
 #include "cpr_runtime.h"
 #include "../reference/elu_exceptions.h"
-
-#if defined(__GNUC__)
-#define CPR_ELU_INLINE inline __attribute__((always_inline))
-#else
-#define CPR_ELU_INLINE inline
-#endif
-
-static CPR_ELU_INLINE int32_t sat16(int32_t v)
-{
-#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
-    int32_t r;
-    __asm("ssat %0, #16, %1" : "=r"(r) : "r"(v));
-    return r;
-#else
-    return v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
-#endif
-}
+#include "requant_fast.h"
 
 /* An input in a window: the formula without the window's offset, then the list. */
 static __attribute__((noinline)) int32_t exact(const cpr_elu16_fast_params *p, int32_t q)
@@ -61,7 +45,7 @@ static __attribute__((noinline)) int32_t exact(const cpr_elu16_fast_params *p, i
 }
 
 /* identity / check_pos / check_neg: compile-time constants at every call */
-static CPR_ELU_INLINE void island(const cpr_elu16_fast_params *p, const int16_t *input, int32_t n,
+static CPR_ALWAYS_INLINE void island(const cpr_elu16_fast_params *p, const int16_t *input, int32_t n,
                                   int16_t *output, int identity, int check_pos, int check_neg)
 {
     const int32_t zp_out = p->output_zero_point, pos_pre = p->pos_pre, neg_shift = p->neg_shift;
@@ -92,7 +76,7 @@ static CPR_ELU_INLINE void island(const cpr_elu16_fast_params *p, const int16_t 
                 v = exact(p, q);
             }
         }
-        output[i] = (int16_t)sat16(v);
+        output[i] = (int16_t)cpr_ssat16(v);
     }
 }
 

@@ -24,17 +24,6 @@
 #include "acle_dsp.h"
 #include "requant_fast.h"
 
-static CPR_ALWAYS_INLINE int32_t ssat16(int32_t v)
-{
-#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
-    int32_t r;
-    __asm("ssat %0, #16, %1" : "=r"(r) : "r"(v));
-    return r;
-#else
-    return v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
-#endif
-}
-
 #define CPR_FC16_MAC(r, x01, x23, wp)                            \
     do {                                                         \
         if (R > (r)) {                                           \
@@ -75,7 +64,7 @@ static CPR_ALWAYS_INLINE uint32_t read2(const int8_t *p)
 #define CPR_FC16_OUT(r)                                                          \
     do {                                                                         \
         if (R > (r)) {                                                           \
-            int32_t v = ssat16(cpr_smmulr(a##r, per_channel ? p->multipliers[r] : m)); \
+            int32_t v = cpr_ssat16(cpr_smmulr(a##r, per_channel ? p->multipliers[r] : m)); \
             if (narrow) {                                                        \
                 v = v < p->act_min ? p->act_min : v;                             \
                 v = v > p->act_max ? p->act_max : v;                             \

@@ -21,17 +21,6 @@
 
 typedef int32_t __attribute__((may_alias, aligned(4))) cpr_record16_word;
 
-static CPR_ALWAYS_INLINE int32_t ssat16(int32_t v)
-{
-#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
-    int32_t r;
-    __asm("ssat %0, #16, %1" : "=r"(r) : "r"(v));
-    return r;
-#else
-    return v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
-#endif
-}
-
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__GNUC__)
 /* The row loop in assembly: GCC loads a record word by word and keeps fewer values in
  * registers. The record goes into r8 (bias, then the accumulator), r9 (M) and r10.. (the
@@ -95,7 +84,7 @@ static CPR_ALWAYS_INLINE void kernel(const int32_t P, const cpr_fc16_fast_params
             for (int32_t i = 0; i < P; ++i) {
                 acc = cpr_smlad(xp[i], (uint32_t)r[2 + i], acc);
             }
-            int32_t v = ssat16(cpr_smmulr(acc, r[1]));
+            int32_t v = cpr_ssat16(cpr_smmulr(acc, r[1]));
             if (narrow) {
                 v = v < p->act_min ? p->act_min : v;
                 v = v > p->act_max ? p->act_max : v;

@@ -33,6 +33,17 @@ static CPR_ALWAYS_INLINE int32_t cpr_smmulr(int32_t a, int32_t b)
 #endif
 }
 
+static CPR_ALWAYS_INLINE int32_t cpr_ssat16(int32_t v)
+{
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+    int32_t r;
+    __asm("ssat %0, #16, %1" : "=r"(r) : "r"(v));
+    return r;
+#else
+    return v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
+#endif
+}
+
 static CPR_ALWAYS_INLINE int32_t cpr_ssat8(int32_t v)
 {
 #if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
