@@ -64,6 +64,29 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def traced_checkpoint(tiny_checkpoint, tmp_path_factory):
+    """The tiny checkpoint with an importance trace of 3 real TD-MPC updates (as --importance writes)."""
+    import torch
+
+    from cpr_edge.agents.checkpoint import load_checkpoint, save_checkpoint
+    from cpr_edge.importance.posthoc import replay_buffer
+    from cpr_edge.importance.tracker import ImportanceTracker
+
+    ck = load_checkpoint(tiny_checkpoint)
+    tracker = ImportanceTracker()
+    ck.agent.hooks.append(tracker)
+    buf = replay_buffer(ck.agent, ck.replay)
+    torch.manual_seed(0)
+    for step in range(3):
+        ck.agent.update(buf.sample(16), 10**6 + step)
+    ck.agent.hooks.remove(tracker)
+    ck.extra["importance"] = tracker.state_dict()
+    path = tmp_path_factory.mktemp("traced") / "traced.pt"
+    save_checkpoint(ck, path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def shipped_cartpole_small():
     """Path of the shipped, trained cartpole-swingup ``small`` checkpoint."""
     from cpr_edge.agents.checkpoint import shipped_checkpoint_path

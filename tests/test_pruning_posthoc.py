@@ -11,26 +11,6 @@ import torch
 from cpr_edge.agents.checkpoint import load_checkpoint, save_checkpoint
 
 
-@pytest.fixture(scope="module")
-def traced_checkpoint(tiny_checkpoint, tmp_path_factory):
-    """The tiny checkpoint with an importance trace of 3 real TD-MPC updates (as --importance writes)."""
-    from cpr_edge.importance.posthoc import replay_buffer
-    from cpr_edge.importance.tracker import ImportanceTracker
-
-    ck = load_checkpoint(tiny_checkpoint)
-    tracker = ImportanceTracker()
-    ck.agent.hooks.append(tracker)
-    buf = replay_buffer(ck.agent, ck.replay)
-    torch.manual_seed(0)
-    for step in range(3):
-        ck.agent.update(buf.sample(16), 10**6 + step)
-    ck.agent.hooks.remove(tracker)
-    ck.extra["importance"] = tracker.state_dict()
-    path = tmp_path_factory.mktemp("traced") / "traced.pt"
-    save_checkpoint(ck, path)
-    return path
-
-
 def test_posthoc_name_skips_the_trace(traced_checkpoint):
     from cpr_edge.pruning.pruner import importance_scores
 

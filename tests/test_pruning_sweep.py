@@ -53,11 +53,14 @@ def test_sweep_on_ray_failed_cell_rerun_and_resume(tiny_checkpoint, tmp_path, ca
 
 
 def test_sweep_reads_a_csv_without_status_columns(tmp_path):
-    from cpr_edge.pruning.sweep import FIELDS_V1, read_rows, write_rows
+    from cpr_edge.pruning.sweep import FIELDS_V1, FIELDS_V2, read_rows, write_rows
 
     row = dict.fromkeys(FIELDS_V1, "1")
     write_rows(tmp_path / "sweep.csv", [row], FIELDS_V1)
-    assert read_rows(tmp_path / "sweep.csv") == [{**row, "status": "ok", "error": ""}]
+    assert read_rows(tmp_path / "sweep.csv") == [{**row, "status": "ok", "error": "", "latent_cap": "0.75"}]
+    row = dict.fromkeys(FIELDS_V2, "1")  # before --latent-cap: every row at the default cap
+    write_rows(tmp_path / "sweep.csv", [row], FIELDS_V2)
+    assert read_rows(tmp_path / "sweep.csv") == [{**row, "latent_cap": "0.75"}]
 
 
 def test_boundary_bisects_on_ray(tiny_checkpoint, capsys):

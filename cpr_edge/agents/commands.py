@@ -7,7 +7,7 @@ import argparse
 def register(sub) -> None:
     from cpr_edge.cli import add_checkpoint_args
     from cpr_edge.envs.tasks import EXAMPLES
-    from cpr_edge.pruning.commands import METRIC_CHOICES, add_schedule_args
+    from cpr_edge.pruning.commands import TRAINING_METRICS, add_schedule_args
 
     p = sub.add_parser("train", help="train a TD-MPC agent on a dm_control task",
                        description="Train TD-MPC (v1) on a dm_control task and write a checkpoint.")
@@ -33,7 +33,7 @@ def register(sub) -> None:
                    help="prune during training: remove the fraction R of the --target parameters on the "
                         "schedule (docs/importance.md, 'Gradual pruning')")
     p.add_argument("--metric", default="fisher", help="with --prune-to: importance metric, "
-                                                      f"{', '.join(METRIC_CHOICES)} (default fisher)")
+                                                      f"{', '.join(TRAINING_METRICS)} (default fisher)")
     p.add_argument("--allocation", default="component", help="with --prune-to: component (default), uniform or global")
     p.add_argument("--target", default="deployed", help="with --prune-to: count R over the deployed subnet "
                                                         "(encoder+pi, default) or all parameters")

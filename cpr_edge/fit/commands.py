@@ -48,10 +48,9 @@ def fit_for_args(args, ck, board, budget_s: float | None, precisions: list[str],
     """Run the search for parsed ``args`` (fit or prune-and-flash --fit): report.json ``fit``."""
     from cpr_edge.fit.probe import Limits
     from cpr_edge.fit.search import FitConfig, check_config, fit_to_board
-    from cpr_edge.importance.metrics import PRUNE_METRICS
+    from cpr_edge.importance.metrics import check_prune_metric
 
-    if args.metric not in PRUNE_METRICS:
-        raise CprError(f"unknown metric {args.metric!r}; choose one of {', '.join(PRUNE_METRICS)}")
+    check_prune_metric(args.metric)
     cfg = FitConfig(margin=args.fit_margin, grid_step=args.grid_step, metric=args.metric, seed=args.seed)
     check_config(cfg)
     budget = float(budget_s if budget_s is not None else ck.spec["control_timestep"])

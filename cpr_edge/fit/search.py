@@ -60,12 +60,13 @@ def structure_fn(ck, cfg: FitConfig):
     import torch
 
     from cpr_edge.pruning.prune import prune_structure
-    from cpr_edge.pruning.pruner import importance_scores
+    from cpr_edge.pruning.pruner import prune_scores
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    groups, scores, source = importance_scores(ck.agent, cfg.metric, ck.extra.get("importance"), ck.replay, cfg.seed)
-    return (lambda ratio: prune_structure(ck.agent, groups, scores, cfg.metric, ratio, seed=cfg.seed)[0]), source
+    groups, scores, alloc, source = prune_scores(ck.agent, cfg.metric, ck.extra.get("importance"), ck.replay, cfg.seed)
+    return (lambda ratio: prune_structure(ck.agent, groups, scores, cfg.metric, ratio, seed=cfg.seed,
+                                          alloc_scores=alloc)[0]), source
 
 
 def _search_one(probe, n: int) -> tuple[int | None, dict]:

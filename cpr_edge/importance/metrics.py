@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from cpr_edge.importance.groups import UnitGroup, group_params, reduce_units
+from cpr_edge.errors import CprError
 
 Tensors = dict[str, torch.Tensor]
 
@@ -162,12 +163,38 @@ POSTHOC_SUFFIX = "-posthoc"
 POSTHOC_METRICS = tuple(m + POSTHOC_SUFFIX for m in GRADIENT_METRICS)
 """``grad-posthoc`` etc.: the gradient metric scored post hoc on the replay sample even when the
 checkpoint carries a matching training trace (the plain names prefer the trace)."""
-PRUNE_METRICS = (*METRICS, *POSTHOC_METRICS)
-"""Every name a one-shot prune (prune, sweep, boundary, fit, prune-and-flash) accepts."""
+MEAN_SUFFIX = "-mean"
+MEAN_METRICS = tuple(m + MEAN_SUFFIX for m in GRADIENT_METRICS)
+"""``fisher-mean`` etc.: the trace's running mean over every training update instead of its EMA
+(horizon ``ema_horizon`` updates): the longest memory, where ``-posthoc`` is the shortest."""
+SCORE_METRICS = (*METRICS, *POSTHOC_METRICS, *MEAN_METRICS)
+PRUNE_METRICS = SCORE_METRICS
+"""Every single name a one-shot prune (prune, sweep, boundary, fit, prune-and-flash) accepts;
+``RANK@ALLOCATION`` (``fisher@l1``) pairs two of them (``ranking_and_allocation``)."""
+ALLOCATION_SEP = "@"
 
 
-def split_metric(name: str) -> tuple[str, bool]:
-    """``"fisher-posthoc"`` -> ``("fisher", True)``; any other name -> ``(name, False)``."""
-    if name in POSTHOC_METRICS:
-        return name[: -len(POSTHOC_SUFFIX)], True
-    return name, False
+def split_metric(name: str) -> tuple[str, str]:
+    """``"fisher-posthoc"`` -> ``("fisher", "posthoc")``, ``"fisher-mean"`` -> ``("fisher", "mean")``;
+    any other name -> ``(name, "")``. A ``RANK@ALLOCATION`` pair splits by its ranking metric."""
+    name = name.split(ALLOCATION_SEP)[0]
+    for suffix, names in ((POSTHOC_SUFFIX, POSTHOC_METRICS), (MEAN_SUFFIX, MEAN_METRICS)):
+        if name in names:
+            return name[: -len(suffix)], suffix[1:]
+    return name, ""
+
+
+def ranking_and_allocation(name: str) -> tuple[str, str]:
+    """``"fisher@l1"``: units ranked within each group by fisher, the component fractions set by
+    l1's scores -> ``("fisher", "l1")``; a single name does both -> ``(name, name)``."""
+    check_prune_metric(name)
+    rank, _, alloc = name.partition(ALLOCATION_SEP)
+    return rank, alloc or rank
+
+
+def check_prune_metric(name: str) -> None:
+    """A one-line error for a name no prune accepts."""
+    parts = name.split(ALLOCATION_SEP) if isinstance(name, str) else [None]
+    if len(parts) > 2 or any(p not in SCORE_METRICS for p in parts):
+        raise CprError(f"unknown metric {name!r}; choose one of {', '.join(SCORE_METRICS)}, "
+                       f"or RANK{ALLOCATION_SEP}ALLOCATION of two (e.g. fisher{ALLOCATION_SEP}l1)")

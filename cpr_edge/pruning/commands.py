@@ -4,7 +4,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-METRIC_CHOICES = ("grad", "fisher", "bayes", "l1", "l2", "random", "grad-posthoc", "fisher-posthoc", "bayes-posthoc")
+TRAINING_METRICS = ("grad", "fisher", "bayes", "l1", "l2", "random")
+"""What pruning while training (train --prune-to, prune --gradual) scores by: the live tracker."""
+METRIC_CHOICES = (*TRAINING_METRICS, "grad-posthoc", "fisher-posthoc", "bayes-posthoc",
+                  "grad-mean", "fisher-mean", "bayes-mean", "RANK@ALLOCATION (e.g. fisher@l1)")
+
+
+def _latent_cap(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--latent-cap", type=float, default=0.75,
+                   help="most fraction of the latent dimensions one cut removes (default 0.75: a 32-wide latent "
+                        "keeps at least 8)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -68,13 +77,15 @@ def register(sub) -> None:
                         "fresh episodes) while removing --ratio on the schedule; --recover does not apply")
     add_schedule_args(p, 0.0, 0.8)
     _common(p)
+    _latent_cap(p)
     p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("sweep", help="metric x ratio x seed pruning sweep (CSV + plots)",
                        description="Prune one checkpoint for every metric, ratio and seed; record the policy-only "
                                    "return without and with recovery. Resumes an existing CSV.")
     add_checkpoint_args(p)
-    p.add_argument("--metrics", type=_csv(str), default=["grad", "fisher", "bayes", "l1", "random"])
+    p.add_argument("--metrics", type=_csv(str), default=["grad", "fisher", "bayes", "l1", "random"],
+                   help=f"comma-separated: {', '.join(METRIC_CHOICES)}")
     p.add_argument("--ratios", type=_csv(float), default=[0.3, 0.5, 0.7])
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2])
     p.add_argument("--recover", type=_csv(str), default=["none", "distill"],
@@ -86,6 +97,7 @@ def register(sub) -> None:
                    help="--mode gradual: env steps of training per cell (default 10000)")
     add_schedule_args(p, 0.0, 0.8)
     _common(p)
+    _latent_cap(p)
     _ray(p)
     p.set_defaults(func=cmd_sweep)
 
@@ -156,11 +168,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from cpr_edge.cli import emit
     from cpr_edge.errors import CprError
     from cpr_edge.fileio import write_json_atomic
-    from cpr_edge.pruning.prune import check_args, prune_checkpoint
+    from cpr_edge.pruning.allocation import Bounds
+    from cpr_edge.pruning.prune import check_args, check_latent_cap, prune_checkpoint
 
     _check_common(args)
     check_args(args.metric, args.ratio, args.allocation, args.target, args.recover, args.recover_steps)
+    check_latent_cap(args.latent_cap)
     if args.gradual is not None:
+        if args.latent_cap != Bounds.latent_hi:
+            raise CprError(f"--latent-cap applies to one cut; --gradual keeps the default {Bounds.latent_hi}")
         from cpr_edge.pruning.gradual import check_schedule
         from cpr_edge.pruning.gradual_checkpoint import gradual_prune_checkpoint
 
@@ -176,7 +192,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         ck = _load(args)
         new, info = prune_checkpoint(ck, args.metric, args.ratio, args.allocation, args.target, args.recover,
                                      args.recover_steps, args.seed, args.episodes, progress=_log,
-                                     posthoc_steps=args.posthoc_steps)
+                                     posthoc_steps=args.posthoc_steps, bounds=Bounds(latent_hi=args.latent_cap))
     out = Path(args.out)
     info["out"] = {"checkpoint": str(out / "checkpoint.pt"), "prune_json": str(out / "prune.json")}
     save_checkpoint(new, out / "checkpoint.pt")
@@ -213,7 +229,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         episodes=args.episodes, posthoc_steps=args.posthoc_steps, log=_log,
                         workers=_workers(args), address=args.address, mode=args.mode,
                         schedule={"start": args.prune_start, "end": args.prune_end, "prune_steps": args.prune_steps,
-                                  "schedule": args.schedule})
+                                  "schedule": args.schedule}, latent_cap=args.latent_cap)
     failed = f", {summary['rows_failed']} failed (rerun to retry)" if summary["rows_failed"] else ""
     emit(args, summary, f"wrote {summary['csv']} ({summary['rows']} rows{failed}) and {', '.join(summary['plots'])}")
     return 0

@@ -17,7 +17,7 @@ import torch
 
 from cpr_edge.errors import CprError
 from cpr_edge.importance.groups import UnitGroup, told_groups
-from cpr_edge.importance.metrics import GRADIENT_METRICS, METRICS, POSTHOC_METRICS, WEIGHT_METRICS
+from cpr_edge.importance.metrics import GRADIENT_METRICS, MEAN_METRICS, METRICS, POSTHOC_METRICS, WEIGHT_METRICS
 from cpr_edge.pruning.allocation import ALLOCATIONS, TARGETS, Bounds, param_total, unpruned_floor
 
 SCHEDULES = ("cosine", "linear", "cubic")
@@ -73,8 +73,9 @@ def check_schedule(ratio: float, start: float, end: float, steps: int, kind: str
         raise CprError(f"need 0 <= --prune-start < --prune-end <= 1, got {start} and {end}")
     if steps < 1:
         raise CprError(f"--prune-steps must be at least 1, got {steps}")
-    if metric in POSTHOC_METRICS:
-        raise CprError(f"--metric {metric} scores a saved checkpoint post hoc; pruning while training reads the "
+    if metric in POSTHOC_METRICS or metric in MEAN_METRICS:
+        how = "post hoc" if metric in POSTHOC_METRICS else "by its trace's all-time mean"
+        raise CprError(f"--metric {metric} scores a saved checkpoint {how}; pruning while training reads the "
                        f"live importance tracker: use --metric {metric.rsplit('-', 1)[0]}")
     for name, value, allowed in (("schedule", kind, SCHEDULES), ("metric", metric, METRICS),
                                  ("allocation", allocation, ALLOCATIONS), ("target", target, TARGETS)):

@@ -47,9 +47,10 @@ def plot_sweep(rows: list[dict], path: Path, y: str = "return", ylabel: str = "p
             mean = np.array([np.mean(by_x[v]) for v in xs])
             lo = np.array([np.min(by_x[v]) for v in xs])
             hi = np.array([np.max(by_x[v]) for v in xs])
-            base, posthoc = split_metric(metric)  # fisher-posthoc: fisher's colour, dashed
+            base, variant = split_metric(metric)  # fisher-posthoc: fisher's colour, dashed; fisher@l1 dotted
             color = COLORS.get(base)
-            ax.plot(xs, mean, "o--" if posthoc else "o-", color=color, label=metric)
+            style = "o:" if "@" in metric else "o--" if variant else "o-"
+            ax.plot(xs, mean, style, color=color, label=metric)
             ax.fill_between(xs, lo, hi, color=color, alpha=0.15)
         if baseline in sub[0]:
             ax.axhline(np.mean([float(r[baseline]) for r in sub]), ls="--", color="k", lw=1, label="unpruned")

@@ -10,9 +10,9 @@ import torch
 from cpr_edge.agents.checkpoint import Checkpoint
 from cpr_edge.agents.evaluate import evaluate
 from cpr_edge.errors import CprError
-from cpr_edge.importance.metrics import PRUNE_METRICS
+from cpr_edge.importance.metrics import check_prune_metric, ranking_and_allocation
 from cpr_edge.pruning.allocation import ALLOCATIONS, DEPLOYED, TARGETS, Bounds, count, told_allocate
-from cpr_edge.pruning.pruner import importance_scores, is_additive, latent_sizes, lowest, prune_agent, weights_per_unit
+from cpr_edge.pruning.pruner import is_additive, latent_sizes, lowest, prune_agent, prune_scores, weights_per_unit
 from cpr_edge.pruning.recovery import RECOVERIES, distill, finetune
 from cpr_edge.quant.calibration import train_and_held, training_episodes
 from cpr_edge.quant.qat import QatConfig, qat_recover
@@ -22,8 +22,7 @@ def check_args(metric: str, ratio: float, allocation: str, target: str, recover:
                allow_zero: bool = False) -> None:
     """``allow_zero``: ratio 0 (nothing removed) is valid, as when ``cpr-edge fit`` finds the
     unpruned model fits its board."""
-    if metric not in PRUNE_METRICS:
-        raise CprError(f"unknown metric {metric!r}; choose one of {', '.join(PRUNE_METRICS)}")
+    check_prune_metric(metric)
     if not (isinstance(ratio, (int, float)) and (0.0 <= ratio if allow_zero else 0.0 < ratio) and ratio < 1.0):
         raise CprError(f"--ratio must be a fraction strictly between 0 and 1, got {ratio}")
     if allocation not in ALLOCATIONS:
@@ -34,6 +33,11 @@ def check_args(metric: str, ratio: float, allocation: str, target: str, recover:
         raise CprError(f"unknown recovery {recover!r}; choose one of {', '.join(RECOVERIES)}")
     if recover_steps < 0:
         raise CprError(f"--recover-steps must be >= 0, got {recover_steps}")
+
+
+def check_latent_cap(cap: float) -> None:
+    if not (isinstance(cap, (int, float)) and 0.0 <= cap < 1.0):
+        raise CprError(f"--latent-cap must be a fraction in [0, 1), got {cap}")
 
 
 def param_summary(arch) -> dict:
@@ -55,11 +59,16 @@ def policy_returns(agent, task, episodes, seed, action_repeat: int | None = None
 
 
 def prune_structure(agent, groups, scores, metric: str, ratio: float, target: str = "deployed",
-                    allocation: str = "component", bounds: Bounds | None = None, seed: int = 0):
+                    allocation: str = "component", bounds: Bounds | None = None, seed: int = 0,
+                    alloc_scores: dict | None = None):
     """The agent with ``ratio`` of its ``target`` parameters removed by ``scores`` (no recovery):
-    ``(pruned agent, removed units, kept units, group sizes)``. Ratio 0 removes nothing."""
-    per_weight = weights_per_unit(agent, groups) if is_additive(metric) else None
-    n_remove = (told_allocate(agent.arch, groups, scores, ratio, target, allocation, bounds, per_weight)
+    ``(pruned agent, removed units, kept units, group sizes)``. Ratio 0 removes nothing.
+    ``alloc_scores`` (a ``RANK@ALLOCATION`` metric's second half) set how many units each group
+    loses; ``scores`` which ones."""
+    alloc_metric = ranking_and_allocation(metric)[1]
+    alloc_scores = scores if alloc_scores is None else alloc_scores
+    per_weight = weights_per_unit(agent, groups) if is_additive(alloc_metric) else None
+    n_remove = (told_allocate(agent.arch, groups, alloc_scores, ratio, target, allocation, bounds, per_weight)
                 if ratio > 0 else {})
     removed = {n: lowest(scores[n], k) for n, k in n_remove.items()}
     sizes = {g.name: g.size for g in groups}
@@ -89,13 +98,13 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
     repeat = checkpoint_repeat(ck)
     times = {}
 
-    groups, scores, source = importance_scores(agent, metric, ck.extra.get("importance"), ck.replay, seed,
-                                               posthoc_steps=posthoc_steps)
+    groups, scores, alloc_scores, source = prune_scores(agent, metric, ck.extra.get("importance"), ck.replay,
+                                                        seed, posthoc_steps=posthoc_steps)
     times["importance"] = time.perf_counter() - t0
     say(f"importance {metric} from {source} in {times['importance']:.1f} s")
     t = time.perf_counter()
     pruned, removed, kept, sizes = prune_structure(agent, groups, scores, metric, ratio, target, allocation,
-                                                   bounds, seed)
+                                                   bounds, seed, alloc_scores)
     times["prune"] = time.perf_counter() - t
     before, after = param_summary(agent.arch), param_summary(pruned.arch)
     say(f"pruned {target} params {before[target]} -> {after[target]} "
@@ -129,7 +138,7 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
     info = {
         "task": ck.task, "checkpoint": str(ck.path) if ck.path else None,
         "metric": metric, "ratio": ratio, "allocation": allocation, "target": target,
-        "recover": recover, "recover_steps": recover_steps, "seed": seed, "importance_source": source,
+        "latent_cap": (bounds or Bounds()).latent_hi, "recover": recover, "recover_steps": recover_steps, "seed": seed, "importance_source": source,
         "params": {k: {"before": before[k], "after": after[k], "removed_fraction": 1 - after[k] / before[k]}
                    for k in ("deployed", "all")},
         "params_per_component": {c: {"before": before["components"][c], "after": after["components"][c]}

@@ -8,7 +8,8 @@ import torch
 from cpr_edge.agents.tdmpc import TDMPC
 from cpr_edge.errors import CprError
 from cpr_edge.importance.groups import UnitGroup, reduce_units, told_groups
-from cpr_edge.importance.metrics import PRUNE_METRICS, WEIGHT_METRICS, split_metric
+from cpr_edge.importance.metrics import (ALLOCATION_SEP, SCORE_METRICS, WEIGHT_METRICS, check_prune_metric,
+                                        ranking_and_allocation, split_metric)
 from cpr_edge.importance.posthoc import posthoc_importance
 from cpr_edge.importance.tracker import ImportanceTracker
 from cpr_edge.pruning.allocation import arch_with
@@ -19,17 +20,18 @@ ADDITIVE = ("grad", "fisher", "l1")
 
 
 def importance_scores(agent: TDMPC, metric: str, importance: dict | None, replay: dict, seed: int = 0,
-                      posthoc_steps: int = 16, posthoc_batch: int = 128,
-                      smoothing: str = "ema") -> tuple[list[UnitGroup], dict[str, torch.Tensor], str]:
-    """Per-unit scores of ``metric`` and where they came from (``trace``, ``posthoc``, ``weights``).
+                      posthoc_steps: int = 16, posthoc_batch: int = 128) -> tuple[list[UnitGroup], dict[str, torch.Tensor], str]:
+    """Per-unit scores of one ``metric`` name and where they came from (``trace``, ``posthoc``, ``weights``).
 
-    Gradient metrics use the checkpoint's training trace when it matches the model, else
-    ``posthoc_steps`` gradient steps on the replay sample (no optimiser step); a ``-posthoc``
-    name (``fisher-posthoc``) takes the post hoc scores even when the trace matches.
+    Gradient metrics use the checkpoint's training trace when it matches the model (its EMA;
+    ``fisher-mean``: its running mean over every update), else ``posthoc_steps`` gradient steps
+    on the replay sample (no optimiser step); a ``-posthoc`` name (``fisher-posthoc``) takes the
+    post hoc scores even when the trace matches.
     """
-    if metric not in PRUNE_METRICS:
-        raise CprError(f"unknown metric {metric!r}; choose one of {', '.join(PRUNE_METRICS)}")
-    metric, force_posthoc = split_metric(metric)
+    if metric not in SCORE_METRICS:
+        check_prune_metric(metric)
+        raise CprError(f"{metric!r} is a RANK@ALLOCATION pair: score its two metrics one at a time (prune_scores)")
+    metric, variant = split_metric(metric)
     groups = told_groups(agent.model)
     weights = {n: p.detach() for n, p in agent.model.named_parameters()}
     if metric in WEIGHT_METRICS:
@@ -37,18 +39,32 @@ def importance_scores(agent: TDMPC, metric: str, importance: dict | None, replay
         scorer = cls(groups, seed) if metric == "random" else cls(groups)
         return groups, scorer(weights), "weights"
     tracker, source = None, "trace"
-    if not force_posthoc and importance and importance.get("metrics") and importance.get("updates", 0) > 0:
+    if variant != "posthoc" and importance and importance.get("metrics") and importance.get("updates", 0) > 0:
         try:
             tracker = ImportanceTracker.from_state_dict(importance, agent.model)
         except CprError:
             tracker = None  # trace of another (unpruned) shape: fall back to post hoc
     if tracker is None:
         tracker, source = posthoc_importance(agent, replay, posthoc_steps, posthoc_batch, seed), "posthoc"
-    return groups, tracker.scores(metric, weights, smoothing), source
+    return groups, tracker.scores(metric, weights, "sum" if variant == "mean" else "ema"), source
+
+
+def prune_scores(agent: TDMPC, metric: str, importance: dict | None, replay: dict, seed: int = 0,
+                 posthoc_steps: int = 16) -> tuple[list[UnitGroup], dict[str, torch.Tensor],
+                                                   dict[str, torch.Tensor], str]:
+    """``(groups, ranking scores, allocation scores, source)`` for a prune's ``metric``: one name
+    scores both; ``RANK@ALLOCATION`` ranks units by one and sets the component fractions by the
+    other (source ``trace@weights`` and the like)."""
+    rank, alloc = ranking_and_allocation(metric)
+    groups, scores, source = importance_scores(agent, rank, importance, replay, seed, posthoc_steps)
+    if alloc == rank:
+        return groups, scores, scores, source
+    _, alloc_scores, alloc_source = importance_scores(agent, alloc, importance, replay, seed, posthoc_steps)
+    return groups, scores, alloc_scores, f"{source}{ALLOCATION_SEP}{alloc_source}"
 
 
 def is_additive(metric: str) -> bool:
-    """Does ``metric`` (any accepted name) sum over a unit's weights?"""
+    """Does ``metric`` (any single accepted name) sum over a unit's weights?"""
     return split_metric(metric)[0] in ADDITIVE
 
 

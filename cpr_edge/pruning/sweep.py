@@ -12,13 +12,15 @@ import numpy as np
 from cpr_edge.agents.checkpoint import Checkpoint
 from cpr_edge.errors import CprError
 from cpr_edge.fileio import write_text_atomic
-from cpr_edge.pruning.prune import check_args, checkpoint_repeat, policy_returns, prune_checkpoint
+from cpr_edge.pruning.allocation import Bounds
+from cpr_edge.pruning.prune import check_args, check_latent_cap, checkpoint_repeat, policy_returns, prune_checkpoint
 
-FIELDS = ["task", "metric", "ratio", "allocation", "target", "seed", "recover", "recover_steps", "episodes",
+FIELDS = ["task", "metric", "ratio", "allocation", "target", "latent_cap", "seed", "recover", "recover_steps", "episodes",
           "importance_source", "params_deployed_before", "params_deployed_after", "params_all_before",
           "params_all_after", "removed_deployed", "removed_all", "latent", "return_unpruned", "return",
           "return_std", "time_s", "status", "error"]
-FIELDS_V1 = FIELDS[:-2]  # before sweeps ran on Ray: no status/error columns, every row finished
+FIELDS_V2 = [f for f in FIELDS if f != "latent_cap"]  # before --latent-cap: every row at the default cap
+FIELDS_V1 = FIELDS_V2[:-2]  # before sweeps ran on Ray: no status/error columns, every row finished
 Log = Callable[[str], None]
 MODES = ("oneshot", "gradual")
 """``oneshot``: prune once, then recover; ``gradual``: prune while training on (``prune --gradual``)."""
@@ -26,7 +28,7 @@ MODES = ("oneshot", "gradual")
 
 def _key(row: dict) -> tuple:
     return (row["task"], row["metric"], round(float(row["ratio"]), 6), row["allocation"], row["target"],
-            int(row["seed"]), row["recover"])
+            round(float(row["latent_cap"]), 6), int(row["seed"]), row["recover"])
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -38,6 +40,8 @@ def read_rows(path: Path) -> list[dict]:
         header = set(reader.fieldnames or [])
     if header == set(FIELDS_V1):
         rows = [{**r, "status": "ok", "error": ""} for r in rows]
+    if header in (set(FIELDS_V1), set(FIELDS_V2)):
+        rows = [{**r, "latent_cap": str(Bounds.latent_hi)} for r in rows]
     elif rows and header != set(FIELDS):
         raise CprError(f"{path} is not a sweep CSV of this version (columns differ); choose another --out")
     return rows
@@ -58,7 +62,7 @@ def ok_rows(rows: list[dict]) -> list[dict]:
 def _row(info: dict, recover: str, returns: list[float], unpruned: list[float], episodes: int) -> dict:
     p = info["params"]
     return {"task": info["task"], "metric": info["metric"], "ratio": info["ratio"], "allocation": info["allocation"],
-            "target": info["target"], "seed": info["seed"], "recover": recover,
+            "target": info["target"], "latent_cap": info["latent_cap"], "seed": info["seed"], "recover": recover,
             "recover_steps": info["recover_steps"] if recover != "none" else 0, "episodes": episodes,
             "importance_source": info["importance_source"],
             "params_deployed_before": p["deployed"]["before"], "params_deployed_after": p["deployed"]["after"],
@@ -83,11 +87,12 @@ def unpruned_cell(ck: Checkpoint, episodes: int, seed: int) -> list[float]:
 
 def sweep_cell(ck: Checkpoint, metric: str, ratio: float, allocation: str, target: str, recover: str,
                with_none: bool, recover_steps: int, seed: int, episodes: int, posthoc_steps: int,
-               unpruned: list[float]) -> list[dict]:
+               unpruned: list[float], latent_cap: float = Bounds.latent_hi) -> list[dict]:
     """One prune (+ recovery): the ``recover`` row, and the ``none`` row of the same pruned
     agent before recovery when ``with_none`` (``recover == "none"`` gives that row alone)."""
     _, info = prune_checkpoint(ck, metric, ratio, allocation, target, recover, recover_steps, seed, episodes,
-                               posthoc_steps=posthoc_steps, unpruned_returns=unpruned)
+                               posthoc_steps=posthoc_steps, unpruned_returns=unpruned,
+                               bounds=Bounds(latent_hi=latent_cap))
     per = info["return"]["per_episode"]
     rows = [_row(info, "none", per["pruned"], unpruned, episodes)] if with_none or recover == "none" else []
     if recover != "none":
@@ -109,13 +114,14 @@ def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: li
               out: str | Path, allocation: str = "component", target: str = "deployed", recover_steps: int = 300,
               episodes: int = 5, posthoc_steps: int = 16, log: Log = lambda s: print(s, file=sys.stderr),
               workers: int | None = 1, address: str | None = None, mode: str = "oneshot",
-              schedule: dict | None = None) -> dict:
+              schedule: dict | None = None, latent_cap: float = Bounds.latent_hi) -> dict:
     """Run every (seed, metric, ratio) once per non-``none`` recovery as a Ray task (a cell);
     the ``none`` row is the same pruned agent before recovery. Rows already finished in
     ``out/sweep.csv`` are skipped (failed ones are retried); the CSV is rewritten atomically
     as each cell finishes, so an interrupted sweep resumes there. ``mode="gradual"``: each cell
     trains the checkpoint on for ``recover_steps`` env steps while pruning on ``schedule``
-    (``start``, ``end``, ``prune_steps``, ``schedule``); its rows have recovery ``gradual``."""
+    (``start``, ``end``, ``prune_steps``, ``schedule``); its rows have recovery ``gradual``.
+    ``latent_cap``: the most fraction of latent dimensions a cut removes (``Bounds.latent_hi``)."""
     from cpr_edge.pruning.ray_cells import ENGINE, Cell, RayCells, ray_version
 
     if mode not in MODES:
@@ -132,6 +138,9 @@ def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: li
                                allocation, target, ratio_flag="--ratios")
         if recover_steps < 1:
             raise CprError(f"--gradual-steps must be at least 1, got {recover_steps}")
+        if latent_cap != Bounds.latent_hi:
+            raise CprError(f"--latent-cap applies to one cut; --mode gradual keeps the default {Bounds.latent_hi}")
+    check_latent_cap(latent_cap)
     for m in metrics if mode == "oneshot" else []:
         for r in ratios:
             for rec in recovers:
@@ -147,7 +156,7 @@ def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: li
         for metric in metrics:
             for ratio in ratios:
                 base = {"task": ck.task, "metric": metric, "ratio": ratio, "allocation": allocation,
-                        "target": target, "seed": seed}
+                        "target": target, "latent_cap": latent_cap, "seed": seed}
                 needed = [rec for rec in recovers if _key({**base, "recover": rec}) not in done]
                 real = [rec for rec in needed if rec != "none"] or (["none"] if needed else [])
                 cells += [(base, rec, i == 0 and "none" in needed and rec != "none") for i, rec in enumerate(real)]
@@ -164,7 +173,7 @@ def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: li
             unpruned = {s: rc.submit(unpruned_cell, ck_ref, episodes, s) for s in sorted({b["seed"] for b, _, _ in cells})}
             todo = [Cell((base, rec, with_none), sweep_cell,
                          (ck_ref, base["metric"], base["ratio"], allocation, target, rec, with_none, recover_steps,
-                          base["seed"], episodes, posthoc_steps, unpruned[base["seed"]]))
+                          base["seed"], episodes, posthoc_steps, unpruned[base["seed"]], latent_cap))
                     if mode == "oneshot" else
                     Cell((base, rec, False), gradual_cell,
                          (ck_ref, base["metric"], base["ratio"], allocation, target, recover_steps, schedule,
