@@ -104,6 +104,26 @@ def test_int8_forward_is_bit_exact_and_fake_quant_within_one_lsb_on_random_input
     assert np.max(np.abs(trained_path - tflm)) <= info["output"]["scale"] * (1 + 1e-5)
 
 
+def test_simulated_int8_policy_acts_as_the_tflm_model(standardized):
+    """``quant.sim_eval`` (what ``sweep --quant int8`` evaluates) on the exported model's own
+    held-back observations: the TFLM interpreter's actions, to one LSB where its own calibration
+    rounds a range differently from the converter's (see the test above)."""
+    from cpr_edge.quant.sim_eval import quantized_policy
+
+    out, info, ck = standardized
+    _, held = split_observations(ck)
+    off, gain = np.asarray(info["input"]["offset"], np.float32), np.asarray(info["input"]["gain"], np.float32)
+    tflm = run_tflm((out / "model_int8.tflite").read_bytes(), (held - off) * gain, info["input"], info["output"],
+                    info["tflm"]["arena_bytes"])
+    act = quantized_policy(ck.agent, ck, "int8")
+    sim = np.stack([act(o) for o in held])
+    lsb = info["output"]["scale"]
+    assert np.max(np.abs(sim - tflm)) <= lsb * (1 + 1e-5)
+    assert np.mean(np.all(sim == tflm, axis=1)) >= 0.99
+    with pytest.raises(Exception, match="int4"):
+        quantized_policy(ck.agent, ck, "int4")
+
+
 def test_attribution_in_export_json_describes_this_model(standardized):
     _, info, _ = standardized
     att = info["attribution"]

@@ -6,6 +6,10 @@ import csv
 import importlib.metadata
 import json
 
+import pytest
+
+from cpr_edge.errors import CprError
+
 
 def _live_ray_processes(session_dir: str) -> list[str]:
     import psutil
@@ -55,12 +59,16 @@ def test_sweep_on_ray_failed_cell_rerun_and_resume(tiny_checkpoint, tmp_path, ca
 def test_sweep_reads_a_csv_without_status_columns(tmp_path):
     from cpr_edge.pruning.sweep import FIELDS_V1, FIELDS_V2, read_rows, write_rows
 
+    later = {"latent_cap": "0.75", "quant": "", "return_quant_unpruned": "", "return_quant": ""}
     row = dict.fromkeys(FIELDS_V1, "1")
     write_rows(tmp_path / "sweep.csv", [row], FIELDS_V1)
-    assert read_rows(tmp_path / "sweep.csv") == [{**row, "status": "ok", "error": "", "latent_cap": "0.75"}]
-    row = dict.fromkeys(FIELDS_V2, "1")  # before --latent-cap: every row at the default cap
+    assert read_rows(tmp_path / "sweep.csv") == [{**row, "status": "ok", "error": "", **later}]
+    row = dict.fromkeys(FIELDS_V2, "1")  # before --latent-cap and --quant: the default cap, no quantised return
     write_rows(tmp_path / "sweep.csv", [row], FIELDS_V2)
-    assert read_rows(tmp_path / "sweep.csv") == [{**row, "latent_cap": "0.75"}]
+    assert read_rows(tmp_path / "sweep.csv") == [{**row, **later}]
+    write_rows(tmp_path / "sweep.csv", [{**row, "extra": "x"}], [*FIELDS_V2, "extra"])
+    with pytest.raises(CprError, match="not a sweep CSV of this version"):
+        read_rows(tmp_path / "sweep.csv")
 
 
 def test_boundary_bisects_on_ray(tiny_checkpoint, capsys):

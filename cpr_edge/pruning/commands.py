@@ -89,7 +89,10 @@ def register(sub) -> None:
     p.add_argument("--ratios", type=_csv(float), default=[0.3, 0.5, 0.7])
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2])
     p.add_argument("--recover", type=_csv(str), default=["none", "distill"],
-                   help="comma-separated recoveries (none, distill, finetune)")
+                   help="comma-separated recoveries (none, distill, qat, finetune)")
+    p.add_argument("--quant", choices=["int8", "int16"], default=None,
+                   help="also record each row's return through the quantised forward of the export with these "
+                        "activations (simulated: bit-exact to TFLM for int8); recovery qat trains for them")
     p.add_argument("--out", default="results", help="output folder for sweep.csv and the plots")
     p.add_argument("--mode", default="oneshot", help="oneshot (default: prune, then --recover) or gradual "
                                                     "(train on for --gradual-steps while pruning; rows 'gradual')")
@@ -229,7 +232,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         episodes=args.episodes, posthoc_steps=args.posthoc_steps, log=_log,
                         workers=_workers(args), address=args.address, mode=args.mode,
                         schedule={"start": args.prune_start, "end": args.prune_end, "prune_steps": args.prune_steps,
-                                  "schedule": args.schedule}, latent_cap=args.latent_cap)
+                                  "schedule": args.schedule}, latent_cap=args.latent_cap, quant=args.quant or "")
     failed = f", {summary['rows_failed']} failed (rerun to retry)" if summary["rows_failed"] else ""
     emit(args, summary, f"wrote {summary['csv']} ({summary['rows']} rows{failed}) and {', '.join(summary['plots'])}")
     return 0

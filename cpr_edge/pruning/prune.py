@@ -16,6 +16,7 @@ from cpr_edge.pruning.pruner import is_additive, latent_sizes, lowest, prune_age
 from cpr_edge.pruning.recovery import RECOVERIES, distill, finetune
 from cpr_edge.quant.calibration import train_and_held, training_episodes
 from cpr_edge.quant.qat import QatConfig, qat_recover
+from cpr_edge.quant.sim_eval import ACTIVATIONS as QUANT_ACTIVATIONS, quantized_returns
 
 
 def check_args(metric: str, ratio: float, allocation: str, target: str, recover: str, recover_steps: int,
@@ -33,6 +34,11 @@ def check_args(metric: str, ratio: float, allocation: str, target: str, recover:
         raise CprError(f"unknown recovery {recover!r}; choose one of {', '.join(RECOVERIES)}")
     if recover_steps < 0:
         raise CprError(f"--recover-steps must be >= 0, got {recover_steps}")
+
+
+def check_quant_eval(activations: str | None) -> None:
+    if activations not in (None, *QUANT_ACTIVATIONS):
+        raise CprError(f"--quant must be one of {', '.join(QUANT_ACTIVATIONS)}, got {activations!r}")
 
 
 def check_latent_cap(cap: float) -> None:
@@ -81,15 +87,19 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
                      seed: int = 0, eval_episodes: int = 5, progress: Callable[[str], None] | None = None,
                      bounds: Bounds | None = None, posthoc_steps: int = 16, finetune_batch: int = 64,
                      unpruned_returns: list[float] | None = None,
-                     input_prescale: str = "standardize", qat_activations: str = "int16") -> tuple[Checkpoint, dict]:
+                     input_prescale: str = "standardize", qat_activations: str = "int16",
+                     quant_eval: str | None = None) -> tuple[Checkpoint, dict]:
     """Prune ``ck`` and recover; returns the pruned checkpoint and the prune.json dict.
 
     Returns are policy-only (encoder -> pi, what a board runs), over ``eval_episodes`` episodes
     with the same seeds before and after, so the comparison is paired. ``unpruned_returns``
     skips re-evaluating the unpruned agent (sweeps pass it once per seed). ``recover="qat"``
     distils through the int8 forward of the export with ``input_prescale`` (cpr_edge.quant).
+    ``quant_eval`` (``int8`` or ``int16``): also the returns of the quantised policy, pruned and
+    recovered, on the same episodes (``return.quant``; cpr_edge.quant.sim_eval).
     """
     check_args(metric, ratio, allocation, target, recover, recover_steps, allow_zero=True)
+    check_quant_eval(quant_eval)
     say = progress or (lambda s: None)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -114,6 +124,8 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
     r_unpruned = (list(unpruned_returns) if unpruned_returns is not None
                   else policy_returns(agent, ck.task, eval_episodes, seed, repeat))
     r_pruned = policy_returns(pruned, ck.task, eval_episodes, seed, repeat)
+    if quant_eval:
+        q_pruned = quantized_returns(pruned, ck, ck.task, eval_episodes, seed, quant_eval, repeat, input_prescale)
     times["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
     losses: list[float] = []
@@ -130,6 +142,9 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
     t = time.perf_counter()
     recovered = recover != "none" and recover_steps > 0
     r_recovered = policy_returns(pruned, ck.task, eval_episodes, seed, repeat) if recovered else r_pruned
+    if quant_eval:
+        q_recovered = (quantized_returns(pruned, ck, ck.task, eval_episodes, seed, quant_eval, repeat, input_prescale)
+                       if recovered else q_pruned)
     times["evaluate"] += time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     mean = lambda r: float(np.mean(r)) if r else None
@@ -152,6 +167,9 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
                    "episodes": eval_episodes,
                    "per_episode": {"unpruned": r_unpruned, "pruned": r_pruned, "recovered": r_recovered}},
         "recovery_loss": {"first": losses[0] if losses else None, "last": losses[-1] if losses else None},
+        **({"return_quant": {"activations": quant_eval, "prescale": input_prescale, "pruned": mean(q_pruned),
+                             "recovered": mean(q_recovered),
+                             "per_episode": {"pruned": q_pruned, "recovered": q_recovered}}} if quant_eval else {}),
         "time_s": {k: round(v, 3) for k, v in times.items()},
     }
     if quantization is not None:

@@ -13,14 +13,20 @@ from cpr_edge.agents.checkpoint import Checkpoint
 from cpr_edge.errors import CprError
 from cpr_edge.fileio import write_text_atomic
 from cpr_edge.pruning.allocation import Bounds
-from cpr_edge.pruning.prune import check_args, check_latent_cap, checkpoint_repeat, policy_returns, prune_checkpoint
+from cpr_edge.pruning.prune import (check_args, check_latent_cap, check_quant_eval, checkpoint_repeat, policy_returns,
+                                    prune_checkpoint)
+from cpr_edge.pruning.sweep_summary import label, summarize, summary_markdown
 
 FIELDS = ["task", "metric", "ratio", "allocation", "target", "latent_cap", "seed", "recover", "recover_steps", "episodes",
           "importance_source", "params_deployed_before", "params_deployed_after", "params_all_before",
           "params_all_after", "removed_deployed", "removed_all", "latent", "return_unpruned", "return",
-          "return_std", "time_s", "status", "error"]
-FIELDS_V2 = [f for f in FIELDS if f != "latent_cap"]  # before --latent-cap: every row at the default cap
-FIELDS_V1 = FIELDS_V2[:-2]  # before sweeps ran on Ray: no status/error columns, every row finished
+          "return_std", "quant", "return_quant_unpruned", "return_quant", "time_s", "status", "error"]
+LATER = {"latent_cap": str(Bounds.latent_hi), "quant": "", "return_quant_unpruned": "", "return_quant": "",
+         "status": "ok", "error": ""}
+"""Columns added after the first sweeps, and what an older CSV's rows mean by them: the default
+latent cap, no quantised evaluation, and (before sweeps ran on Ray) every row finished."""
+FIELDS_V1 = [f for f in FIELDS if f not in LATER]
+FIELDS_V2 = [*FIELDS_V1, "status", "error"]  # Ray sweeps, before --latent-cap and --quant
 Log = Callable[[str], None]
 MODES = ("oneshot", "gradual")
 """``oneshot``: prune once, then recover; ``gradual``: prune while training on (``prune --gradual``)."""
@@ -28,7 +34,7 @@ MODES = ("oneshot", "gradual")
 
 def _key(row: dict) -> tuple:
     return (row["task"], row["metric"], round(float(row["ratio"]), 6), row["allocation"], row["target"],
-            round(float(row["latent_cap"]), 6), int(row["seed"]), row["recover"])
+            round(float(row["latent_cap"]), 6), row["quant"], int(row["seed"]), row["recover"])
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -38,13 +44,10 @@ def read_rows(path: Path) -> list[dict]:
         reader = csv.DictReader(f)
         rows = list(reader)
         header = set(reader.fieldnames or [])
-    if header == set(FIELDS_V1):
-        rows = [{**r, "status": "ok", "error": ""} for r in rows]
-    if header in (set(FIELDS_V1), set(FIELDS_V2)):
-        rows = [{**r, "latent_cap": str(Bounds.latent_hi)} for r in rows]
-    elif rows and header != set(FIELDS):
+    missing = set(FIELDS) - header
+    if rows and (header - set(FIELDS) or not missing <= set(LATER)):
         raise CprError(f"{path} is not a sweep CSV of this version (columns differ); choose another --out")
-    return rows
+    return [{**{k: LATER[k] for k in missing}, **r} for r in rows]
 
 
 def write_rows(path: Path, rows: list[dict], fields: list[str] = FIELDS) -> None:
@@ -59,7 +62,9 @@ def ok_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("status", "ok") == "ok"]
 
 
-def _row(info: dict, recover: str, returns: list[float], unpruned: list[float], episodes: int) -> dict:
+def _row(info: dict, recover: str, returns: list[float], unpruned: list[float], episodes: int,
+         quant: tuple[list[float], list[float]] | None = None) -> dict:
+    """``quant``: the quantised returns of this row's policy and of the unpruned one."""
     p = info["params"]
     return {"task": info["task"], "metric": info["metric"], "ratio": info["ratio"], "allocation": info["allocation"],
             "target": info["target"], "latent_cap": info["latent_cap"], "seed": info["seed"], "recover": recover,
@@ -70,8 +75,11 @@ def _row(info: dict, recover: str, returns: list[float], unpruned: list[float], 
             "removed_deployed": round(p["deployed"]["removed_fraction"], 5),
             "removed_all": round(p["all"]["removed_fraction"], 5), "latent": info["widths"]["after"]["latent"],
             "return_unpruned": round(float(np.mean(unpruned)), 3), "return": round(float(np.mean(returns)), 3),
-            "return_std": round(float(np.std(returns)), 3), "time_s": info["time_s"]["total"],
-            "status": "ok", "error": ""}
+            "return_std": round(float(np.std(returns)), 3),
+            "quant": info["return_quant"]["activations"] if quant else "",
+            "return_quant_unpruned": round(float(np.mean(quant[1])), 3) if quant else "",
+            "return_quant": round(float(np.mean(quant[0])), 3) if quant else "",
+            "time_s": info["time_s"]["total"], "status": "ok", "error": ""}
 
 
 def _failed_row(base: dict, recover: str, recover_steps: int, episodes: int, error: str) -> dict:
@@ -81,47 +89,58 @@ def _failed_row(base: dict, recover: str, recover_steps: int, episodes: int, err
     return row
 
 
-def unpruned_cell(ck: Checkpoint, episodes: int, seed: int) -> list[float]:
-    return policy_returns(ck.agent, ck.task, episodes, seed, checkpoint_repeat(ck))
+def unpruned_cell(ck: Checkpoint, episodes: int, seed: int, quant: str = "") -> dict:
+    """The unpruned agent's float returns, and its quantised ones with ``quant``."""
+    from cpr_edge.quant.sim_eval import quantized_returns
+
+    repeat = checkpoint_repeat(ck)
+    return {"float": policy_returns(ck.agent, ck.task, episodes, seed, repeat),
+            "quant": quantized_returns(ck.agent, ck, ck.task, episodes, seed, quant, repeat) if quant else None}
 
 
 def sweep_cell(ck: Checkpoint, metric: str, ratio: float, allocation: str, target: str, recover: str,
                with_none: bool, recover_steps: int, seed: int, episodes: int, posthoc_steps: int,
-               unpruned: list[float], latent_cap: float = Bounds.latent_hi) -> list[dict]:
+               unpruned: dict, latent_cap: float = Bounds.latent_hi, quant: str = "") -> list[dict]:
     """One prune (+ recovery): the ``recover`` row, and the ``none`` row of the same pruned
-    agent before recovery when ``with_none`` (``recover == "none"`` gives that row alone)."""
+    agent before recovery when ``with_none`` (``recover == "none"`` gives that row alone).
+    ``quant``: every row also gets its policy's quantised return, and ``qat`` trains for it."""
     _, info = prune_checkpoint(ck, metric, ratio, allocation, target, recover, recover_steps, seed, episodes,
-                               posthoc_steps=posthoc_steps, unpruned_returns=unpruned,
-                               bounds=Bounds(latent_hi=latent_cap))
-    per = info["return"]["per_episode"]
-    rows = [_row(info, "none", per["pruned"], unpruned, episodes)] if with_none or recover == "none" else []
+                               posthoc_steps=posthoc_steps, unpruned_returns=unpruned["float"],
+                               bounds=Bounds(latent_hi=latent_cap), quant_eval=quant or None,
+                               **({"qat_activations": quant} if quant else {}))
+    per, floats = info["return"]["per_episode"], unpruned["float"]
+    q = info["return_quant"]["per_episode"] if quant else None
+    rows = ([_row(info, "none", per["pruned"], floats, episodes, q and (q["pruned"], unpruned["quant"]))]
+            if with_none or recover == "none" else [])
     if recover != "none":
-        rows.append(_row(info, recover, per["recovered"], unpruned, episodes))
+        rows.append(_row(info, recover, per["recovered"], floats, episodes, q and (q["recovered"], unpruned["quant"])))
     return rows
 
 
 def gradual_cell(ck: Checkpoint, metric: str, ratio: float, allocation: str, target: str, steps: int,
-                 schedule: dict, seed: int, episodes: int, unpruned: list[float]) -> list[dict]:
+                 schedule: dict, seed: int, episodes: int, unpruned: dict) -> list[dict]:
     """One gradual prune (``prune --gradual``): its ``gradual`` row."""
     from cpr_edge.pruning.gradual_checkpoint import gradual_prune_checkpoint
 
     _, info = gradual_prune_checkpoint(ck, metric, ratio, steps, allocation, target, seed=seed,
-                                       eval_episodes=episodes, unpruned_returns=unpruned, **schedule)
-    return [_row(info, "gradual", info["return"]["per_episode"]["recovered"], unpruned, episodes)]
+                                       eval_episodes=episodes, unpruned_returns=unpruned["float"], **schedule)
+    return [_row(info, "gradual", info["return"]["per_episode"]["recovered"], unpruned["float"], episodes)]
 
 
 def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: list[int], recovers: list[str],
               out: str | Path, allocation: str = "component", target: str = "deployed", recover_steps: int = 300,
               episodes: int = 5, posthoc_steps: int = 16, log: Log = lambda s: print(s, file=sys.stderr),
               workers: int | None = 1, address: str | None = None, mode: str = "oneshot",
-              schedule: dict | None = None, latent_cap: float = Bounds.latent_hi) -> dict:
+              schedule: dict | None = None, latent_cap: float = Bounds.latent_hi, quant: str = "") -> dict:
     """Run every (seed, metric, ratio) once per non-``none`` recovery as a Ray task (a cell);
     the ``none`` row is the same pruned agent before recovery. Rows already finished in
     ``out/sweep.csv`` are skipped (failed ones are retried); the CSV is rewritten atomically
     as each cell finishes, so an interrupted sweep resumes there. ``mode="gradual"``: each cell
     trains the checkpoint on for ``recover_steps`` env steps while pruning on ``schedule``
     (``start``, ``end``, ``prune_steps``, ``schedule``); its rows have recovery ``gradual``.
-    ``latent_cap``: the most fraction of latent dimensions a cut removes (``Bounds.latent_hi``)."""
+    ``latent_cap``: the most fraction of latent dimensions a cut removes (``Bounds.latent_hi``).
+    ``quant`` (``int8``/``int16``): every row also records the return of its policy's quantised
+    forward (cpr_edge.quant.sim_eval), and recovery ``qat`` trains for those activations."""
     from cpr_edge.pruning.ray_cells import ENGINE, Cell, RayCells, ray_version
 
     if mode not in MODES:
@@ -140,7 +159,10 @@ def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: li
             raise CprError(f"--gradual-steps must be at least 1, got {recover_steps}")
         if latent_cap != Bounds.latent_hi:
             raise CprError(f"--latent-cap applies to one cut; --mode gradual keeps the default {Bounds.latent_hi}")
+        if quant:
+            raise CprError("--quant applies to one cut; --mode gradual records float returns only")
     check_latent_cap(latent_cap)
+    check_quant_eval(quant or None)
     for m in metrics if mode == "oneshot" else []:
         for r in ratios:
             for rec in recovers:
@@ -156,7 +178,7 @@ def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: li
         for metric in metrics:
             for ratio in ratios:
                 base = {"task": ck.task, "metric": metric, "ratio": ratio, "allocation": allocation,
-                        "target": target, "latent_cap": latent_cap, "seed": seed}
+                        "target": target, "latent_cap": latent_cap, "quant": quant, "seed": seed}
                 needed = [rec for rec in recovers if _key({**base, "recover": rec}) not in done]
                 real = [rec for rec in needed if rec != "none"] or (["none"] if needed else [])
                 cells += [(base, rec, i == 0 and "none" in needed and rec != "none") for i, rec in enumerate(real)]
@@ -170,10 +192,11 @@ def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: li
             log(f"{len(cells)} of {n_cells} cells to run on Ray {engine['ray_version']} "
                 f"({engine['ray_address']}, {rc.workers} workers)")
             ck_ref = rc.put(ck)  # shipped once; every cell reads it from the object store
-            unpruned = {s: rc.submit(unpruned_cell, ck_ref, episodes, s) for s in sorted({b["seed"] for b, _, _ in cells})}
+            unpruned = {s: rc.submit(unpruned_cell, ck_ref, episodes, s, quant)
+                        for s in sorted({b["seed"] for b, _, _ in cells})}
             todo = [Cell((base, rec, with_none), sweep_cell,
                          (ck_ref, base["metric"], base["ratio"], allocation, target, rec, with_none, recover_steps,
-                          base["seed"], episodes, posthoc_steps, unpruned[base["seed"]], latent_cap))
+                          base["seed"], episodes, posthoc_steps, unpruned[base["seed"]], latent_cap, quant))
                     if mode == "oneshot" else
                     Cell((base, rec, False), gradual_cell,
                          (ck_ref, base["metric"], base["ratio"], allocation, target, recover_steps, schedule,
@@ -204,85 +227,30 @@ def run_sweep(ck: Checkpoint, metrics: list[str], ratios: list[float], seeds: li
     good = ok_rows(all_rows)
     from cpr_edge.pruning.plots import plot_sweep, plot_trace
 
-    plots = [str(plot_sweep(good, out / "sweep_return.png"))] if good else []
+    plots = [str(plot_sweep([{**r, "metric": label(r)} for r in good], out / "sweep_return.png"))] if good else []
     trace = (ck.extra.get("importance") or {}).get("trace")
     if trace:
         plots.append(str(plot_trace(trace, out / "importance_trace.png")))
     else:
         log("no importance trace in this checkpoint (train with --importance): trace plot skipped")
     summary = summarize(good)
-    write_text_atomic(out / "sweep_summary.md", summary_markdown(summary))
+    quant_rows = [r for r in good if r.get("quant")]
+    summary_quant = summarize(quant_rows, value="return_quant") if quant_rows else []
+    write_text_atomic(out / "sweep_summary.md", summary_markdown(summary) + (
+        "\n" + summary_markdown(summary_quant, what=f"{'/'.join(sorted({r['quant'] for r in quant_rows}))} "
+                                                    f"(simulated) policy-only return") if quant_rows else ""))
     n_failed = sum(r["status"] != "ok" for r in all_rows)
     return {"csv": str(csv_path), "rows": len(all_rows), "rows_failed": n_failed, "plots": plots,
-            "summary": summary, "summary_md": str(out / "sweep_summary.md"), **engine,
+            "summary": summary, **({"summary_quant": summary_quant} if quant_rows else {}), "summary_md": str(out / "sweep_summary.md"), **engine,
             "cells": {"total": n_cells, "run": len(cells), "skipped": n_cells - len(cells), "failed": failed}}
 
 
-def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of a Student-t confidence interval (nan half-width for n < 2)."""
-    from scipy import stats
-
-    x = np.asarray(x, dtype=float)
-    if x.size < 2:
-        return float(x.mean()), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
-    return float(x.mean()), float(half)
-
-
-def summarize(rows: list[dict], baseline: str = "l1") -> list[dict]:
-    """Per (recover, ratio, metric): mean return over seeds with a 95% t-interval, and the
-    paired difference to ``baseline`` (same seeds, same evaluation episodes) with its interval."""
-    table = {}
-    for r in rows:
-        table.setdefault((r["recover"], float(r["ratio"]), r["metric"]), {})[int(r["seed"])] = float(r["return"])
-    out = []
-    for (rec, ratio, metric), by_seed in sorted(table.items()):
-        mean, half = t_interval(list(by_seed.values()))
-        item = {"recover": rec, "ratio": ratio, "metric": metric, "n": len(by_seed), "mean": mean, "ci95": half}
-        base = table.get((rec, ratio, baseline))
-        if base and metric != baseline:
-            common = sorted(set(by_seed) & set(base))
-            d_mean, d_half = t_interval([by_seed[s] - base[s] for s in common]) if common else (float("nan"),) * 2
-            item.update({f"diff_vs_{baseline}": d_mean, f"diff_ci95": d_half})
-        out.append(item)
-    return out
-
-
-def summary_markdown(summary: list[dict], baseline: str = "l1") -> str:
-    """Tables per recovery: mean return ± 95% CI over seeds, and the paired difference to ``baseline``."""
-    lines = []
-    for rec in sorted({s["recover"] for s in summary}, key=lambda r: (r != "none", r)):
-        sub = [s for s in summary if s["recover"] == rec]
-        metrics = sorted({s["metric"] for s in sub}, key=lambda m: (m == baseline, m))
-        ratios = sorted({s["ratio"] for s in sub})
-        cell = {(s["ratio"], s["metric"]): s for s in sub}
-        lines += [f"### recovery: {rec}", "", "| ratio | " + " | ".join(metrics) + " |",
-                  "|---|" + "---|" * len(metrics)]
-        for r in ratios:
-            row = []
-            for m in metrics:
-                c = cell.get((r, m))
-                if not c:
-                    row.append("")
-                    continue
-                text = f"{c['mean']:.0f} ± {c['ci95']:.0f}"
-                if f"diff_vs_{baseline}" in c:
-                    text += f" (Δ{baseline} {c[f'diff_vs_{baseline}']:+.0f} ± {c['diff_ci95']:.0f})"
-                row.append(text)
-            lines.append(f"| {r:.2f} | " + " | ".join(row) + " |")
-        lines.append("")
-    n = max((s["n"] for s in summary), default=0)
-    lines.append(f"Mean policy-only return over {n} seeds ± half-width of the 95% Student-t interval; "
-                 f"Δ{baseline}: paired difference to {baseline} (same seeds and evaluation episodes).")
-    return "\n".join(lines) + "\n"
-
-
 def boundary_probe(ck: Checkpoint, metric: str, ratio: float, allocation: str, target: str, recover: str,
-                   recover_steps: int, seed: int, episodes: int, posthoc_steps: int, unpruned: list[float]) -> dict:
+                   recover_steps: int, seed: int, episodes: int, posthoc_steps: int, unpruned: dict) -> dict:
     """One bisection probe: the recovered return at ``ratio``, -inf when the allocation cannot reach it."""
     try:
         _, info = prune_checkpoint(ck, metric, ratio, allocation, target, recover, recover_steps, seed,
-                                   episodes, posthoc_steps=posthoc_steps, unpruned_returns=unpruned)
+                                   episodes, posthoc_steps=posthoc_steps, unpruned_returns=unpruned["float"])
     except CprError as e:  # ratio not reachable within the allocation bounds
         return {"return": float("-inf"), "note": str(e)}
     return {"return": info["return"]["policy"]["recovered"], "note": None}
@@ -310,7 +278,7 @@ def find_boundary(ck: Checkpoint, metrics: list[str], fraction: float = 0.95, it
         ck_ref = rc.put(ck)
         unpruned_ref = rc.submit(unpruned_cell, ck_ref, episodes, seed)
         try:
-            unpruned = ray.get(unpruned_ref)  # the goal is needed to judge the first probe anyway
+            unpruned = ray.get(unpruned_ref)["float"]  # the goal is needed to judge the first probe anyway
         except Exception as e:
             raise CprError(f"evaluating the unpruned agent failed: {one_line(e)}") from None
         goal = fraction * float(np.mean(unpruned))
