@@ -37,7 +37,11 @@ def test_prune_evaluates_at_the_checkpoints_repeat(repeat4_checkpoint):
     assert info["return"]["per_episode"]["pruned"] == pytest.approx(
         evaluate(new.agent, ck.task, 1, "policy", 0, 4))
     assert new.spec["action_repeat"] == 4
-    assert unpruned_cell(ck, 1, 0) == pytest.approx(at4)  # sweep and boundary's unpruned returns
+    assert unpruned_cell(ck, 1, 0)["float"] == pytest.approx(at4)  # sweep and boundary's unpruned returns
+    from cpr_edge.quant.sim_eval import quantized_returns
+
+    assert unpruned_cell(ck, 1, 0, "int16")["quant"] == pytest.approx(  # sweep --quant's, at the same repeat
+        quantized_returns(ck.agent, ck, ck.task, 1, 0, "int16", 4))
 
 
 def test_hil_host_episode_and_board_lane_use_the_repeat(repeat4_checkpoint):
