@@ -64,6 +64,7 @@ class FaultProxy:
         self._conns: list[socket.socket] = []
         self.outage_until = 0.0
         self.forge_next = 0
+        self._held = b""  # upstream bytes of a reply not yet whole (``_forge``)
         self.refuse = False
         self.cut_for_good_at: int | None = None
         """``cut_for_good()`` once this many bytes crossed the proxy (a cut tied to the
@@ -159,21 +160,48 @@ class FaultProxy:
     def _forge(self, data: bytes) -> bytes:
         """While ``forge_next`` > 0: an INFER / INFER_Q reply whose first action is moved by one
         float32 ULP-sized step of the output (the last mantissa bit), CRC recomputed: a
-        CRC-valid, wrong reply that only the host's exact reference check can catch."""
-        from cpr_edge.hil.frames import crc16
+        CRC-valid, wrong reply that only the host's exact reference check can catch.
 
-        if not self.forge_next or len(data) < 9 or data[0] != 0xA5 or data[1] not in (0x82, 0x86):
+        QEMU hands the UART's bytes over as the guest writes them, so a reply can arrive in
+        several reads (more often on a loaded machine): the bytes from a possible reply's sync
+        byte on are held until the frame is whole, and a frame counts only if its CRC holds (a
+        0xA5 inside a payload is not a frame start)."""
+        from cpr_edge.hil.frames import HEADER, MAX_PAYLOAD, SYNC, crc16
+
+        if not self.forge_next:
+            if not self._held:
+                return data
+            data, self._held = self._held + data, b""  # forging was called off: let the bytes go
             return data
-        b = bytearray(data)
-        n = b[3] | b[4] << 8
-        if len(b) < 5 + n + 2:
-            return data
-        b[5] ^= 0x01
-        crc = crc16(bytes(b[:5 + n]))
-        b[5 + n], b[6 + n] = crc & 0xFF, crc >> 8
-        self.forge_next -= 1
-        self.counters.forged += 1
-        return bytes(b)
+        buf = bytearray(self._held + data)
+        i = 0
+        while True:
+            i = buf.find(SYNC, i)
+            if i < 0:
+                self._held = b""
+                return bytes(buf)
+            rest = len(buf) - i
+            if rest >= 2 and buf[i + 1] not in (0x82, 0x86):
+                i += 1
+                continue
+            n = buf[i + 3] | buf[i + 4] << 8 if rest >= HEADER else 0
+            if n > MAX_PAYLOAD:  # an impossible length: not a frame start
+                i += 1
+                continue
+            end = i + HEADER + n
+            if rest < HEADER or len(buf) < end + 2:
+                self._held = bytes(buf[i:])  # a reply may start here: wait for the rest of it
+                return bytes(buf[:i])
+            if crc16(bytes(buf[i:end])) != (buf[end] | buf[end + 1] << 8):
+                i += 1
+                continue
+            buf[i + HEADER] ^= 0x01
+            crc = crc16(bytes(buf[i:end]))
+            buf[end], buf[end + 1] = crc & 0xFF, crc >> 8
+            self.forge_next -= 1
+            self.counters.forged += 1
+            self._held = b""
+            return bytes(buf)
 
     def outage(self, seconds: float) -> None:
         """Lose every byte in both directions for ``seconds`` (the connection stays up)."""
