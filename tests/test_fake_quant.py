@@ -188,11 +188,13 @@ def test_qat_brings_the_int8_policy_closer_to_the_float_teacher(shipped_cartpole
     before = err()
     # lr 3e-5: on the shipped checkpoint retrained with its trace (int8 error 0.063 before,
     # 0.076 on the earlier one) 400 steps at the default 3e-4 raise the held-back objective and
-    # are reverted; at 3e-5 the error falls 12 % (measured 2026-12-02)
+    # are reverted; at 3e-5 the error falls 12 % on one machine and 7.6 % on another (measured
+    # 2026-12-02: the same seed, another CPU's float summation order, another trajectory), so
+    # the bar is a 5 % fall, not either figure
     rec = qat_recover(ck.agent, teacher, ck, "standardize", QatConfig(steps=400, lr=3e-5))
     after = err()
-    assert rec["loss_last"] < rec["loss_first"]
-    assert after < 0.9 * before, (before, after)
+    assert rec["loss_last"] < rec["loss_first"] and not rec["reverted"]
+    assert after < 0.95 * before, (before, after)
 
 
 def test_relu_per_tensor_float_io_affine_normalisation_bit_exact(make_checkpoint, tmp_path):

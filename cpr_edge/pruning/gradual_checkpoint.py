@@ -19,6 +19,7 @@ import numpy as np
 from cpr_edge.agents.checkpoint import Checkpoint
 from cpr_edge.errors import CprError
 from cpr_edge.importance.metrics import GRADIENT_METRICS
+from cpr_edge.pruning.allocation import Bounds
 from cpr_edge.pruning.gradual import GradualPruner, GradualSchedule, check_schedule
 
 
@@ -83,8 +84,8 @@ def gradual_prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: floa
     say(f"policy-only return: unpruned {mean(r_unpruned)}, after gradual pruning {mean(r_after)}")
     info = {
         "task": ck.task, "checkpoint": str(ck.path) if ck.path else None, "metric": metric, "ratio": ratio,
-        "allocation": allocation, "target": target, "recover": "gradual", "recover_steps": steps, "seed": seed,
-        "importance_source": source,
+        "allocation": allocation, "target": target, "latent_cap": Bounds.latent_hi,  # held to the unpruned width
+        "recover": "gradual", "recover_steps": steps, "seed": seed, "importance_source": source,
         "params": {k: {"before": before[k], "after": after[k], "removed_fraction": 1 - after[k] / before[k]}
                    for k in ("deployed", "all")},
         "params_per_component": {c: {"before": before["components"][c], "after": after["components"][c]}
