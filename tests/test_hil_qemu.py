@@ -146,7 +146,10 @@ def test_session_reset_bench_and_stats(hil_model_dir):
 
 
 CHILD = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C as an interactive host gets it, also when the suite runs in the background (a
+    # shell's `&` starts children with SIGINT ignored: the sleep below then ran its 60 s out)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from cpr_edge.boards import load_board
     from cpr_edge.hil.session import QemuSession
     s = QemuSession(load_board("qemu-mps2-an386"), sys.argv[1]).start()
