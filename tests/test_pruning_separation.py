@@ -98,28 +98,40 @@ def test_sweep_rows_name_the_pair_and_the_cap(traced_checkpoint, tmp_path, capsy
 
 
 def test_sweep_quant_rows_carry_the_quantised_return(tiny_checkpoint, tmp_path, capsys):
-    """``sweep --quant int8 --recover none,distill,qat``: every row also has the return through
-    the int8 forward (cpr_edge.quant.sim_eval), qat trains for int8, and the summary has a table
-    of the quantised returns beside the float ones."""
+    """``sweep --quant int8 --recover none,distill,qat,distill+qat``: every row also has the return
+    through the int8 forward (cpr_edge.quant.sim_eval), qat trains for int8, and the summary has a
+    table of the quantised returns beside the float ones."""
     from cpr_edge.agents.checkpoint import load_checkpoint
     from cpr_edge.cli import main
     from cpr_edge.quant.sim_eval import quantized_returns
 
     out = tmp_path / "q"
     argv = ["sweep", "--checkpoint", str(tiny_checkpoint), "--metrics", "l1", "--ratios", "0.5", "--seeds", "0",
-            "--recover", "none,distill,qat", "--recover-steps", "3", "--episodes", "1", "--quant", "int8",
+            "--recover", "none,distill,qat,distill+qat", "--recover-steps", "3", "--episodes", "1", "--quant", "int8",
             "--out", str(out), "--json"]
     assert main(argv) == 0
     res = json.loads(capsys.readouterr().out)
     with open(out / "sweep.csv", newline="") as f:
         rows = {r["recover"]: r for r in csv.DictReader(f)}
-    assert set(rows) == {"none", "distill", "qat"} and {r["quant"] for r in rows.values()} == {"int8"}
+    assert set(rows) == {"none", "distill", "qat", "distill+qat"} and {r["quant"] for r in rows.values()} == {"int8"}
     ck = load_checkpoint(tiny_checkpoint)
     want = quantized_returns(ck.agent, ck, ck.task, 1, 0, "int8")
-    assert [float(r["return_quant_unpruned"]) for r in rows.values()] == pytest.approx([want[0]] * 3, abs=1e-3)
+    assert [float(r["return_quant_unpruned"]) for r in rows.values()] == pytest.approx([want[0]] * 4, abs=1e-3)
     assert all(r["return_quant"] != "" for r in rows.values())
-    assert {s["recover"] for s in res["summary_quant"]} == {"none", "distill", "qat"}
+    assert {s["recover"] for s in res["summary_quant"]} == {"none", "distill", "qat", "distill+qat"}
     assert "int8 (simulated) policy-only return" in (out / "sweep_summary.md").read_text()
     assert main(argv) == 0 and json.loads(capsys.readouterr().out)["cells"]["run"] == 0
     with pytest.raises(SystemExit):  # argparse: not a choice
         main([*argv[:-3], "--quant", "int4", "--out", str(out)])
+
+
+def test_distill_then_qat_is_distillation_followed_by_quantisation_aware_steps(tiny_checkpoint):
+    from cpr_edge.pruning.prune import prune_checkpoint
+
+    ck = load_checkpoint(tiny_checkpoint)
+    _, d = prune_checkpoint(ck, "l1", 0.5, recover="distill", recover_steps=3, eval_episodes=0, seed=0)
+    _, both = prune_checkpoint(ck, "l1", 0.5, recover="distill+qat", recover_steps=3, eval_episodes=0, seed=0,
+                               qat_activations="int8")
+    assert "quantization" not in d and both["quantization"]["activations"] == "int8"
+    assert both["quantization"]["steps"] == 3
+    assert both["recovery_loss"]["first"] == d["recovery_loss"]["first"]  # the same distillation first

@@ -69,7 +69,8 @@ def register(sub) -> None:
     add_checkpoint_args(p)
     p.add_argument("--metric", default="fisher", help=f"importance metric: {', '.join(METRIC_CHOICES)} (default fisher)")
     p.add_argument("--ratio", type=float, default=0.5, help="fraction of target parameters to remove (default 0.5)")
-    p.add_argument("--recover", default="distill", help="distill (default), finetune or none")
+    p.add_argument("--recover", default="distill",
+                   help="distill (default), qat, distill+qat (each --recover-steps), finetune or none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="pruned", help="output folder (default ./pruned)")
     p.add_argument("--gradual", type=int, default=None, metavar="STEPS",
@@ -89,7 +90,7 @@ def register(sub) -> None:
     p.add_argument("--ratios", type=_csv(float), default=[0.3, 0.5, 0.7])
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2])
     p.add_argument("--recover", type=_csv(str), default=["none", "distill"],
-                   help="comma-separated recoveries (none, distill, qat, finetune)")
+                   help="comma-separated recoveries (none, distill, qat, distill+qat, finetune)")
     p.add_argument("--quant", choices=["int8", "int16"], default=None,
                    help="also record each row's return through the quantised forward of the export with these "
                         "activations (simulated: bit-exact to TFLM for int8); recovery qat trains for them")

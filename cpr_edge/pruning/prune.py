@@ -130,12 +130,12 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
     t = time.perf_counter()
     losses: list[float] = []
     quantization = None
-    if recover == "distill" and recover_steps > 0:
+    if recover in ("distill", "distill+qat") and recover_steps > 0:
         losses = distill(pruned, agent, train_and_held(ck)[0], recover_steps, seed=seed)
-    elif recover == "qat" and recover_steps > 0:
+    if recover in ("qat", "distill+qat") and recover_steps > 0:
         quantization = qat_recover(pruned, agent, ck, input_prescale,
                                    QatConfig(steps=recover_steps, seed=seed, activations=qat_activations))
-        losses = [quantization["loss_first"], quantization["loss_last"]]
+        losses = [losses[0] if losses else quantization["loss_first"], quantization["loss_last"]]
     elif recover == "finetune" and recover_steps > 0:
         losses = finetune(pruned, training_episodes(ck.replay), recover_steps, finetune_batch, seed)
     times["recover"] = time.perf_counter() - t

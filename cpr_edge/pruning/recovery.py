@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from cpr_edge.agents.tdmpc import TDMPC
 from cpr_edge.importance.posthoc import replay_buffer
 
-RECOVERIES = ("distill", "qat", "finetune", "none")
-"""``qat``: distillation through the int8 forward of the export (cpr_edge.quant.qat)."""
+RECOVERIES = ("distill", "qat", "distill+qat", "finetune", "none")
+"""``qat``: distillation through the int8 forward of the export (cpr_edge.quant.qat);
+``distill+qat``: distillation, then that, as prune-and-flash recovers (each ``recover_steps``)."""
 
 
 def distill(student: TDMPC, teacher: TDMPC, obs: np.ndarray, steps: int = 300, batch_size: int = 256,
