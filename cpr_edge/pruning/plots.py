@@ -47,11 +47,15 @@ def plot_sweep(rows: list[dict], path: Path, y: str = "return", ylabel: str = "p
             mean = np.array([np.mean(by_x[v]) for v in xs])
             lo = np.array([np.min(by_x[v]) for v in xs])
             hi = np.array([np.max(by_x[v]) for v in xs])
-            base, variant = split_metric(metric)  # fisher-posthoc: fisher's colour, dashed; fisher@l1 dotted
+            # fisher-posthoc / fisher-mean: fisher's colour, dashed; fisher@l1 dotted; "fisher cap 0.5"
+            # (sweep_summary.label) dash-dotted with square markers; only plain metrics get a band
+            name, capped = metric.split(" cap ")[0], " cap " in metric
+            base, variant = split_metric(name)
             color = COLORS.get(base)
-            style = "o:" if "@" in metric else "o--" if variant else "o-"
+            style = "s-." if capped else "o:" if "@" in name else "o--" if variant else "o-"
             ax.plot(xs, mean, style, color=color, label=metric)
-            ax.fill_between(xs, lo, hi, color=color, alpha=0.15)
+            if style == "o-":
+                ax.fill_between(xs, lo, hi, color=color, alpha=0.15)
         if baseline in sub[0]:
             ax.axhline(np.mean([float(r[baseline]) for r in sub]), ls="--", color="k", lw=1, label="unpruned")
         if logy:
@@ -60,7 +64,7 @@ def plot_sweep(rows: list[dict], path: Path, y: str = "return", ylabel: str = "p
         ax.set_xlabel("pruning ratio" if x == "ratio" else x)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7 if len(ax.lines) > 8 else 8, ncol=2 if len(ax.lines) > 8 else 1)
     return _save(plt, fig, path)
 
 
