@@ -9,7 +9,9 @@ cd "$ROOT"
 cmd="${1:-}"; shift || true
 case "$cmd" in
     test)
-        exec "$ROOT/.venv/bin/python" -m pytest tests hil -q "$@" ;;
+        # two workers, one per core of the 2-core machines the suite is sized for; `-n 0` after
+        # `test` runs it in one process (the last -n given wins)
+        exec "$ROOT/.venv/bin/python" -m pytest tests hil -q -n 2 "$@" ;;
     "")
         echo "usage: bash scripts/dev.sh prune-and-flash|test|<cpr-edge sub-command> [options]" >&2; exit 2 ;;
     *)
