@@ -215,3 +215,21 @@ def test_hil_command_refuses_bad_input(hil_model_dir, tmp_path, capsys, argv, me
 def test_hil_command_needs_an_export_folder(tmp_path, capsys):
     assert main(["hil", "--board", BOARD, "--model", str(tmp_path)]) == 2
     assert "not an export folder" in capsys.readouterr().err
+
+
+def test_a_taken_port_is_retried_with_new_ones(hil_model_dir):
+    """``free_port`` hands out a port that another process (the second test worker's QEMU) may
+    bind first: QEMU then exits at start, and the session starts again on a fresh pair."""
+    import socket
+
+    from cpr_edge.boards import load_board
+    from cpr_edge.hil.session import QemuSession
+
+    s = QemuSession(load_board(BOARD), _elf(hil_model_dir), _sha(hil_model_dir))
+    taken = s.qmp_port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen(1)
+        with s.start():
+            assert s.qmp_port != taken and s.hello is not None
+            s.reset()  # QMP reaches this session's QEMU

@@ -195,6 +195,8 @@ class QemuSession(BoardSession):
         self.elf = Path(elf)
         if not self.elf.is_file():
             raise CprError(f"firmware not found: {self.elf}")
+        self._own_serial_port = port is None
+        self._exited_early = False
         self.serial_port = port or free_port()
         self.qmp_port = free_port()
         self.log_path = Path(log_path) if log_path else None
@@ -219,7 +221,25 @@ class QemuSession(BoardSession):
             template = shlex.split(template)
         return [str(a).format(**subst) for a in template]
 
+    START_ATTEMPTS = 3
+    """QEMU starts tried when it exits while connecting: ``free_port`` returns a port that is free
+    when asked, so another process (a second test worker's QEMU, say) can bind it first; QEMU then
+    exits on the taken port and a new pair of ports is tried."""
+
     def start(self) -> "QemuSession":
+        for attempt in range(self.START_ATTEMPTS):
+            try:
+                return self._start_once()
+            except CprError:
+                if not getattr(self, "_exited_early", False) or attempt + 1 == self.START_ATTEMPTS:
+                    raise
+                self._exited_early = False
+                self.qmp_port = free_port()
+                if self._own_serial_port:
+                    self.serial_port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> "QemuSession":
         global _GUARDS
         argv = self.argv()
         if shutil.which(argv[0]) is None:
@@ -238,6 +258,7 @@ class QemuSession(BoardSession):
         try:
             self._connect()
         except BaseException:
+            self._exited_early = self.proc.poll() is not None
             self.close()
             raise
         return self
