@@ -12,6 +12,12 @@ EVAL_SEED_OFFSET = 10_000
 """Evaluation episodes use seeds disjoint from training seeds."""
 
 
+def eval_seed(seed: int, episode: int) -> int:
+    """The environment seed of evaluation ``episode`` under ``seed`` (``cpr-edge eval``, pruning's
+    returns, the simulated quantised returns and the HIL seeds that choose all share it)."""
+    return EVAL_SEED_OFFSET + seed * 1000 + episode
+
+
 def run_episode(task: str, seed: int, act: Callable[[np.ndarray, int], np.ndarray],
                 record: bool = False, action_repeat: int | None = None):
     """One episode with ``act(obs, t) -> action``; returns the return (and the trace if asked).
@@ -32,17 +38,24 @@ def run_episode(task: str, seed: int, act: Callable[[np.ndarray, int], np.ndarra
 def evaluate(agent, task: str, episodes: int, mode: str = "policy", seed: int = 0,
              action_repeat: int | None = None) -> list[float]:
     """Returns of ``episodes`` episodes; ``mode`` is ``policy`` (encoder -> pi) or ``mpc``."""
+    if mode == "policy":
+        act = lambda obs, t: agent.policy_action(obs)
+    elif mode == "mpc":
+        act = lambda obs, t: agent.plan(obs, eval_mode=True, t0=(t == 0))
+    else:
+        raise ValueError(mode)
+    return evaluate_actor(act, task, episodes, seed, action_repeat)
+
+
+def evaluate_actor(act: Callable[[np.ndarray, int], np.ndarray], task: str, episodes: int, seed: int = 0,
+                   action_repeat: int | None = None) -> list[float]:
+    """Returns of ``episodes`` episodes of ``act(obs, t)`` on the evaluation seeds of ``seed``:
+    any two actors evaluated with the same ``seed`` see the same episodes (paired returns)."""
     returns = []
     for ep in range(episodes):
-        s = EVAL_SEED_OFFSET + seed * 1000 + ep
+        s = eval_seed(seed, ep)
         torch.manual_seed(s)
         np.random.seed(s)
-        if mode == "policy":
-            act = lambda obs, t: agent.policy_action(obs)
-        elif mode == "mpc":
-            act = lambda obs, t: agent.plan(obs, eval_mode=True, t0=(t == 0))
-        else:
-            raise ValueError(mode)
         returns.append(run_episode(task, s, act, action_repeat=action_repeat))
     return returns
 

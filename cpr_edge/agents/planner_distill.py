@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from cpr_edge.agents.checkpoint import Checkpoint, save_checkpoint
-from cpr_edge.agents.evaluate import EVAL_SEED_OFFSET, evaluate, summary
+from cpr_edge.agents.evaluate import eval_seed, evaluate, summary
 from cpr_edge.agents.tdmpc import TDMPC
 from cpr_edge.envs import make_env
 from cpr_edge.errors import CprError
@@ -200,7 +200,7 @@ def distill_planner(ck: Checkpoint, dc: DistillConfig, out: str | Path,
                "config": asdict(dc), "planner": plan_cfg, "trained": "pi (encoder frozen)",
                "rollout_seeds": [ROLLOUT_SEED_OFFSET + dc.seed * 1000,
                                  ROLLOUT_SEED_OFFSET + dc.seed * 1000 + dc.iterations * dc.episodes - 1],
-               "eval_seeds": [EVAL_SEED_OFFSET + dc.seed * 1000, EVAL_SEED_OFFSET + dc.seed * 1000 + dc.eval_episodes - 1],
+               "eval_seeds": [eval_seed(dc.seed, 0), eval_seed(dc.seed, dc.eval_episodes - 1)],
                "history": [], "labelled_states": 0, "done": False}
     if previous is not None:
         section["previous"] = previous

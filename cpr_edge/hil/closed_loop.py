@@ -240,11 +240,11 @@ def board_episode(label: str, session, task: str, seed: int, reference: Callable
 def eval_seeds(episodes: int, seed: int = 0) -> list[int]:
     """The evaluation seeds of ``cpr-edge eval`` and of pruning's returns: the seeds that
     *choose* (ratio, boundary search). A HIL check never runs on them (``check_seeds``)."""
-    from cpr_edge.agents.evaluate import EVAL_SEED_OFFSET
+    from cpr_edge.agents.evaluate import eval_seed
 
     if episodes < 1:
         raise CprError("--episodes must be at least 1")
-    return [EVAL_SEED_OFFSET + seed * 1000 + i for i in range(episodes)]
+    return [eval_seed(seed, i) for i in range(episodes)]
 
 
 CHECK_SEED_OFFSET = 100_000

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cpr_edge.agents.evaluate import EVAL_SEED_OFFSET, run_episode
+from cpr_edge.agents.evaluate import evaluate_actor
 from cpr_edge.errors import CprError
 
 ACTIVATIONS = ("int8", "int16")
@@ -55,10 +55,4 @@ def quantized_returns(agent, ck, task: str, episodes: int, seed: int = 0, activa
     """Returns of ``episodes`` policy-only episodes through the quantised forward, on the same
     episode seeds as ``agents.evaluate.evaluate`` (so they pair with the float returns)."""
     act = quantized_policy(agent, ck, activations, prescale)
-    out = []
-    for ep in range(episodes):
-        s = EVAL_SEED_OFFSET + seed * 1000 + ep
-        torch.manual_seed(s)
-        np.random.seed(s)
-        out.append(float(run_episode(task, s, lambda obs, t: act(obs), action_repeat=action_repeat)))
-    return out
+    return [float(r) for r in evaluate_actor(lambda obs, t: act(obs), task, episodes, seed, action_repeat)]
