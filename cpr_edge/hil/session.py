@@ -231,7 +231,7 @@ class QemuSession(BoardSession):
             try:
                 return self._start_once()
             except CprError:
-                if not getattr(self, "_exited_early", False) or attempt + 1 == self.START_ATTEMPTS:
+                if not self._exited_early or attempt + 1 == self.START_ATTEMPTS:
                     raise
                 self._exited_early = False
                 self.qmp_port = free_port()

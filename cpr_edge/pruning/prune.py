@@ -153,7 +153,8 @@ def prune_checkpoint(ck: Checkpoint, metric: str = "fisher", ratio: float = 0.5,
     info = {
         "task": ck.task, "checkpoint": str(ck.path) if ck.path else None,
         "metric": metric, "ratio": ratio, "allocation": allocation, "target": target,
-        "latent_cap": (bounds or Bounds()).latent_hi, "recover": recover, "recover_steps": recover_steps, "seed": seed, "importance_source": source,
+        "latent_cap": (bounds or Bounds()).latent_hi, "recover": recover, "recover_steps": recover_steps,
+        "seed": seed, "importance_source": source,
         "params": {k: {"before": before[k], "after": after[k], "removed_fraction": 1 - after[k] / before[k]}
                    for k in ("deployed", "all")},
         "params_per_component": {c: {"before": before["components"][c], "after": after["components"][c]}
